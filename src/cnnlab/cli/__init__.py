@@ -1,0 +1,54 @@
+"""The ``cnnlab`` command line: the only place that reads argv; thin over the Python API.
+
+Each command lives in a module of this package exposing ``register(subparsers)``, which
+adds its parser and sets ``func(args) -> int`` as the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Build, train and compare convolutional networks for image classification.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"cnnlab.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"cnnlab.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0 if args.command is None else 2
+    try:
+        return int(args.func(args) or 0)
+    except CnnlabError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
