@@ -53,7 +53,8 @@ class OptimConfig:
     weight_decay: float = 0.0
     decay_mode: str = "coupled"  # coupled (L2 in the gradient) | decoupled (AdamW-style)
     decay_norm_and_bias: bool = False  # exclude norm and bias parameters by default
-    schedule: str = "constant"  # constant | step | cosine | onecycle | warmup-linear | warmup-cosine
+    # constant | step | cosine | onecycle | warmup-linear | warmup-cosine
+    schedule: str = "constant"
     warmup_epochs: float = 0.0
     step_epochs: float = 30.0  # period of the step schedule
     gamma: float = 0.1  # factor of the step schedule

@@ -94,7 +94,7 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
                 )
     try:
         model = entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except (TypeError,) as e:
+    except TypeError as e:
         raise ModelError(f"model '{name}': {e}") from None
     model.model_name = name  # lets hub/export record what built it
     model.model_args = dict(kwargs)

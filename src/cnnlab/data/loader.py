@@ -1,0 +1,127 @@
+"""On-device loader: a whole split lives on the training device as one uint8 tensor.
+
+Each epoch draws a seeded permutation; each batch is gathered, converted to float,
+augmented with per-sample randomness and normalized with whole-batch tensor ops on the
+device.  The loader's position (epoch, batch, generator state) is part of its
+``state_dict`` so a run resumed mid-epoch sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from cnnlab.data.dataset import ImageSet
+
+Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A distinct 63-bit seed per (run seed, epoch, stream) for reproducible per-epoch draws."""
+    return (seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**63 - 1)
+
+
+class DeviceLoader:
+    """Iterate (x, y) batches: x float (B, C, H, W) normalized, y int64 (B,) or soft (B, K).
+
+    Args:
+        data: the split (uint8 (N, H, W, C) images).
+        batch_size: images per batch.
+        shuffle: a new seeded permutation each epoch (else the stored order).
+        drop_last: skip the final short batch (training); keep it for evaluation.
+        seed: run seed; epoch e uses ``epoch_seed(seed, e)``.
+        augment: ``(x in [0,1], y, generator) -> (x, y)`` applied per batch, or None.
+        mean, std: per-channel normalization (in [0, 1] units); None leaves x in [0, 1].
+        device: where the images live and every batch is built.
+        channels_last: return x in channels_last memory format.
+    """
+
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        *,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        seed: int = 0,
+        augment: Augment | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)  # uint8 (N, H, W, C), moved once
+        self.labels = data.labels.to(self.device)
+        self.classes = data.classes
+        self.batch_size = batch_size
+        self.shuffle, self.drop_last, self.seed = shuffle, drop_last, seed
+        self.augment = augment
+        self.channels_last = channels_last
+        c = self.images.shape[-1]
+        self.mean = self.std = None
+        if mean is not None and std is not None:
+            self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
+            self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
+        self.generator = torch.Generator(device=self.device)
+        self.epoch, self.batch = 0, 0  # next batch to yield
+        self._gen_state: torch.Tensor | None = None  # set when resuming mid-epoch
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        return len(self) * self.batch_size if self.drop_last else len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch (used by the trainer every epoch)."""
+        if epoch != self.epoch or self._gen_state is None:
+            self.epoch, self.batch, self._gen_state = epoch, 0, None
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of ``epoch`` (a permutation when shuffling)."""
+        n = len(self.images)
+        if not self.shuffle:
+            return torch.arange(n, device=self.device)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))  # CPU: same on any device
+        return torch.randperm(n, generator=g).to(self.device)
+
+    def to_float(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, C) -> float (B, C, H, W) in [0, 1]."""
+        return images.permute(0, 3, 1, 2).float().div_(255.0)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.order(self.epoch)
+        if self._gen_state is not None:  # resuming mid-epoch: continue the same random stream
+            self.generator.set_state(self._gen_state)
+            self._gen_state = None
+        elif self.batch == 0:
+            self.generator.manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        for b in range(self.batch, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            x, y = self.to_float(self.images[idx]), self.labels[idx]
+            if self.augment is not None:
+                x, y = self.augment(x, y, self.generator)
+            self.batch = b + 1
+            yield self.normalize(x), y
+        self.epoch, self.batch = self.epoch + 1, 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batch": self.batch,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+        self._gen_state = state["generator"] if self.batch > 0 else None
