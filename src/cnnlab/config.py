@@ -51,7 +51,7 @@ class OptimConfig:
     nesterov: bool = False
     betas: tuple = (0.9, 0.999)
     weight_decay: float = 0.0
-    decay_mode: str = "coupled"  # coupled (L2 in the gradient) | decoupled (AdamW-style)
+    decay_mode: str = "auto"  # coupled (L2 in the gradient) | decoupled (AdamW) | auto (by name)
     decay_norm_and_bias: bool = False  # exclude norm and bias parameters by default
     # constant | step | cosine | onecycle | warmup-linear | warmup-cosine
     schedule: str = "constant"
@@ -244,7 +244,7 @@ def load_config(
 
 CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
-    "optim.decay_mode": ("coupled", "decoupled"),
+    "optim.decay_mode": ("auto", "coupled", "decoupled"),
     "optim.schedule": (
         "constant", "step", "cosine", "onecycle", "warmup-linear", "warmup-cosine",
     ),

@@ -1,0 +1,178 @@
+"""Callbacks: small hooks into the training loop, each with state that checkpoints keep.
+
+Hooks receive the Trainer; ``trainer.stop_training = True`` ends the run after the epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import sys
+from pathlib import Path
+
+from cnnlab.utils.io import atomic_write_text
+
+
+class Callback:
+    def on_train_begin(self, trainer) -> None: ...
+    def on_epoch_begin(self, trainer, epoch: int) -> None: ...
+    def on_batch_begin(self, trainer, step: int) -> None: ...
+    def on_batch_end(self, trainer, step: int, loss: float | None) -> None: ...
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None: ...
+    def on_train_end(self, trainer) -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode != "auto":
+        return mode
+    return "min" if "loss" in monitor else "max"
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs; with ``restore_best`` the model ends with the weights of the best epoch."""
+
+    def __init__(self, monitor: str = "val_acc", mode: str = "auto", patience: int = 5,
+                 min_delta: float = 0.0, restore_best: bool = True):
+        self.monitor, self.mode = monitor, _mode_for(monitor, mode)
+        self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch, self.wait, self.stopped_epoch = -1, 0, None
+        self.best_weights: dict | None = None
+
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        value = metrics.get(self.monitor)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        if self.improved(value):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().clone()
+                                     for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = epoch
+                trainer.stop_training = True
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self.best_weights is not None and self.stopped_epoch is not None:
+            trainer.model.load_state_dict(self.best_weights)
+            trainer.log(f"early stopping at epoch {self.stopped_epoch + 1}; restored the "
+                        f"weights of epoch {self.best_epoch + 1} ({self.monitor}={self.best:.4f})")
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "stopped_epoch": self.stopped_epoch, "best_weights": self.best_weights}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.stopped_epoch, self.best_weights = state["stopped_epoch"], state["best_weights"]
+
+
+class Checkpoint(Callback):
+    """Write ``last.pt`` at every epoch end (and every ``every_steps`` optimizer steps) and
+    ``best.pt`` when ``monitor`` improves. Writes are atomic; see train/checkpoint.py."""
+
+    def __init__(self, folder: str | Path, monitor: str = "val_acc", mode: str = "auto",
+                 every_steps: int = 0):
+        self.folder = Path(folder)
+        self.monitor, self.mode = monitor, _mode_for(monitor, mode)
+        self.every_steps = every_steps
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_batch_end(self, trainer, step, loss):
+        if self.every_steps and step % self.every_steps == 0 and not trainer.epoch_done:
+            trainer.save(self.folder / "last.pt")
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        value = metrics.get(self.monitor)
+        if value is not None and not math.isnan(value) and (
+            value < self.best if self.mode == "min" else value > self.best
+        ):
+            self.best = value
+            trainer.save(self.folder / "best.pt", weights_only_state=True, keep_previous=False)
+        trainer.save(self.folder / "last.pt")
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = state["best"]
+
+
+class CSVLogger(Callback):
+    """Per-epoch metrics to ``metrics.csv`` as they happen (rewritten from the history on
+    resume, so a crash never leaves a duplicate or a half row)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _write_all(self, history: list[dict]) -> None:
+        if not history:
+            return
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def on_train_begin(self, trainer):
+        self._write_all(trainer.history)
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(metrics))
+            if new:
+                writer.writeheader()
+            writer.writerow(metrics)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with live loss and accuracy; silent when stderr is not a
+    terminal or when disabled."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = None
+
+    def on_epoch_begin(self, trainer, epoch):
+        if not self.enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.steps_per_epoch, initial=trainer.train_loader.batch,
+                        desc=f"epoch {epoch + 1}/{trainer.epochs}", leave=True,
+                        dynamic_ncols=True, file=sys.stderr)
+
+    def on_batch_end(self, trainer, step, loss):
+        if self.bar is None:
+            return
+        self.bar.update(1)
+        if step % 10 == 0 or trainer.train_loader.batch == trainer.steps_per_epoch:
+            loss, acc = trainer.running_metrics()
+            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", refresh=False)
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if self.bar is None:
+            return
+        post = {k: f"{metrics[k]:.3f}" for k in ("train_loss", "train_acc", "val_acc")
+                if isinstance(metrics.get(k), float) and not math.isnan(metrics[k])}
+        self.bar.set_postfix(post)
+        self.bar.close()
+        self.bar = None

@@ -1,0 +1,83 @@
+"""Pick the device and the fastest safe numeric settings for the hardware found."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from cnnlab.errors import TrainingError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda if available, else mps, else cpu; a requested GPU must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainingError(
+            f"unknown device '{name}'; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError(
+                f"device '{name}' requested but no CUDA GPU is available here; use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise TrainingError(
+                f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s) visible"
+            )
+    if device.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise TrainingError(f"device '{name}' requested but MPS is not available here")
+    return device
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX); without it bf16
+    autocast on CPU is emulated and slower than fp32 (measured: see benchmarks/)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = plain fp32). Weights stay fp32 (master copy); batch-norm
+    runs in fp32 under autocast."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type == "cpu":
+            raise TrainingError("train.precision = fp16 needs a GPU; use bf16 or fp32 on CPU")
+        return torch.float16
+    # auto
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def resolve_channels_last(setting: str, device: torch.device) -> bool:
+    """channels_last helps convolutions on GPUs (tensor cores) and with oneDNN on CPUs."""
+    if setting in ("true", "false"):
+        return setting == "true"
+    return device.type in ("cuda", "cpu")

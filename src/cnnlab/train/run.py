@@ -1,0 +1,206 @@
+"""Runs from a configuration: data, model, run folder, resume.
+
+    result = cnnlab.fit(model, "digits", config)            # any nn.Module
+    result = train_run(load_config(overrides=[...]), "runs/a")  # model built from config
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab import __version__
+from cnnlab.config import RESUME_SAFE_KEYS, RunConfig, apply_overrides, config_diff
+from cnnlab.data.augment import build_pipeline
+from cnnlab.data.dataset import Dataset, ImageSet
+from cnnlab.data.loader import DeviceLoader
+from cnnlab.errors import TrainingError
+from cnnlab.train.checkpoint import load_checkpoint, seed_everything
+from cnnlab.train.hardware import resolve_channels_last, resolve_device
+from cnnlab.train.trainer import Loaders, RunResult, Trainer
+from cnnlab.utils.io import atomic_write_json, atomic_write_text
+from cnnlab.utils.toml_write import dumps as toml_dumps
+
+_DATA_CACHE: dict[tuple, Dataset] = {}
+
+
+def prepare_data(cfg: RunConfig) -> Dataset:
+    """Load ``cfg.data.spec`` with its test/validation carving (cached per process)."""
+    d = cfg.data
+    key = (d.spec, d.root, d.val_fraction, d.test_fraction, d.split_seed, d.resize, d.limit)
+    if key not in _DATA_CACHE:
+        from cnnlab.data import load_dataset
+
+        ds = load_dataset(d.spec, d.root or None, val_fraction=d.val_fraction,
+                          test_fraction=d.test_fraction, split_seed=d.split_seed,
+                          resize=d.resize)
+        if d.limit and d.limit < len(ds.train):
+            ds.train = ds.train.subset(torch.arange(d.limit))
+        _DATA_CACHE.clear()  # keep one dataset in memory at a time
+        _DATA_CACHE[key] = ds
+    return _DATA_CACHE[key]
+
+
+def build_loaders(ds: Dataset, cfg: RunConfig, device: torch.device,
+                  channels_last: bool, stats: tuple | None = None) -> tuple[Loaders, dict]:
+    """On-device loaders for each split; normalization statistics from the training split."""
+    d = cfg.data
+    mean, std = stats or ds.train.mean_std()
+    norm = {"mean": mean, "std": std} if d.normalize else {}
+    h = ds.train.shape[0]
+    common = dict(device=device, channels_last=channels_last, **norm)
+    augment = build_pipeline(d.augment, ds.num_classes, image_size=h)
+    loaders = Loaders(
+        train=DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=d.drop_last,
+                           seed=cfg.train.seed, augment=augment, **common),
+        val=DeviceLoader(ds.val, d.eval_batch_size, shuffle=False, drop_last=False, **common)
+        if ds.val is not None else None,
+        test=DeviceLoader(ds.test, d.eval_batch_size, shuffle=False, drop_last=False, **common)
+        if ds.test is not None else None,
+    )
+    if cfg.train.precise_bn:
+        loaders.train_eval = DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=False,
+                                          seed=cfg.train.seed, **common)
+    return loaders, {"mean": mean, "std": std}
+
+
+def _as_dataset(data, cfg: RunConfig) -> tuple[Dataset, RunConfig]:
+    if isinstance(data, str):
+        cfg = apply_overrides(cfg, {"data.spec": data})
+        return prepare_data(cfg), cfg
+    if isinstance(data, ImageSet):
+        data = Dataset("custom", data)
+    if isinstance(data, Dataset):
+        if data.val is None and cfg.data.val_fraction > 0:
+            from cnnlab.data.dataset import with_splits
+
+            data = with_splits(data, cfg.data.val_fraction,
+                               cfg.data.test_fraction if data.test is None else 0.0,
+                               cfg.data.split_seed)
+        return data, cfg
+    if data is None:
+        return prepare_data(cfg), cfg
+    raise TrainingError(f"data must be a spec string, Dataset or ImageSet, got {type(data)}")
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model: nn.Module):
+    out.mkdir(parents=True, exist_ok=True)
+    h, w, c = ds.train.shape
+    info = {
+        "config": cfg.to_dict(),
+        "dataset": {"name": ds.name, "spec": cfg.data.spec, "classes": ds.classes,
+                    "num_classes": ds.num_classes, "image_shape": [h, w, c],
+                    "sizes": {k: len(v) for k, v in ds.splits().items()}, **stats},
+        "model": {"name": getattr(model, "model_name", type(model).__name__),
+                  "args": getattr(model, "model_args", {})},
+        "seed": cfg.train.seed,
+        "rerun": f"cnnlab train --config {out / 'run.toml'}",
+        "resume": f"cnnlab train --resume {out}",
+        "versions": {"cnnlab": __version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "git_revision": git_revision(),
+        "command": sys.argv,
+        "created": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+    atomic_write_json(out / "config.json", info)
+    tables = cfg.to_dict()
+    tables["data"] = {k: v for k, v in tables["data"].items() if v not in (None, "")}
+    atomic_write_text(out / "run.toml", "# rerun with: cnnlab train --config run.toml\n"
+                      + toml_dumps(tables))
+
+
+def fit(model: nn.Module, data=None, config: RunConfig | None = None,
+        out_dir: str | Path | None = None, callbacks=None, resume: bool | str = False,
+        progress: bool | None = None, **overrides) -> RunResult:
+    """Train any ``nn.Module`` on ``data`` (a spec string, Dataset or ImageSet).
+
+    ``overrides`` are dotted keys with dots written as double underscores
+    (``fit(m, "digits", train__epochs=2)``) or pass ``config=cfg.set(...)``.
+    """
+    cfg = config or RunConfig()
+    if overrides:
+        cfg = apply_overrides(cfg, {k.replace("__", "."): v for k, v in overrides.items()})
+    ds, cfg = _as_dataset(data, cfg)
+    device = resolve_device(cfg.train.device)
+    channels_last = resolve_channels_last(cfg.train.channels_last, device)
+    state = None
+    out = Path(out_dir) if out_dir else None
+    if resume and out is not None:
+        state = _resume_state(out, cfg, required=resume is True)
+    loaders, stats = build_loaders(ds, cfg, device, channels_last)
+    if out is not None and state is None:
+        _write_run_folder(out, cfg, ds, stats, model)
+    trainer = Trainer(model, loaders, cfg, out_dir=out, callbacks=callbacks,
+                      num_classes=ds.num_classes, progress=progress)
+    if state is not None:
+        trainer.load_state_dict(state)
+    return trainer.fit()
+
+
+def _resume_state(out: Path, cfg: RunConfig, required: bool) -> dict | None:
+    ckpt = out / "checkpoints" / "last.pt"
+    if not (ckpt.exists() or ckpt.with_suffix(".prev.pt").exists()):
+        if required:
+            raise TrainingError(f"nothing to resume in {out}: no checkpoints/last.pt")
+        return None
+    state = load_checkpoint(ckpt)
+    diff = config_diff(state["config"], cfg.flat(), ignore=RESUME_SAFE_KEYS)
+    if diff:
+        saved = state["config"]
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {cfg.flat().get(k)!r}" for k in diff[:6])
+        raise TrainingError(f"cannot resume {out} with a different config ({shown})")
+    return state
+
+
+def saved_config(run_dir: str | Path) -> RunConfig:
+    """The resolved config a run folder was started with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise TrainingError(f"{run_dir} is not a run folder: no config.json")
+    from cnnlab.config import from_dict
+
+    return from_dict(json.loads(path.read_text())["config"])
+
+
+def build_model(cfg: RunConfig, ds: Dataset) -> nn.Module:
+    """create_model from ``model.*`` with classes and channels (and input size when the
+    builder takes it) from the data."""
+    from cnnlab.models.registry import builder_params, create_model
+
+    h, _, c = ds.train.shape
+    args = dict(cfg.model.args)
+    if ":" not in cfg.model.name and "input_size" in builder_params(cfg.model.name):
+        args.setdefault("input_size", h)
+    return create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=c, **args)
+
+
+def train_run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool | str = False,
+              progress: bool | None = None, callbacks=None) -> RunResult:
+    """Seed, load data, build the model named by the config and train it."""
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    ds = prepare_data(cfg)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, ds)
+    return fit(model, ds, cfg, out_dir=out_dir, resume=resume, progress=progress,
+               callbacks=callbacks)
+
+
+__all__ = ["build_loaders", "build_model", "fit", "prepare_data", "saved_config",
+           "train_run"]

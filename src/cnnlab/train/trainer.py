@@ -1,0 +1,396 @@
+"""The training loop for any ``nn.Module`` over on-device loaders.
+
+    trainer = Trainer(model, loaders, config, out_dir="runs/x")
+    result = trainer.fit()          # RunResult(status, history, summary, ...)
+
+Per step: forward under autocast (bf16 where the hardware computes it natively), loss in
+fp32, backward, optional clipping, optimizer and per-batch schedule step.  A non-finite
+loss ends the run with status ``diverged`` before the bad update is applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab import __version__
+from cnnlab.config import RunConfig
+from cnnlab.data.loader import DeviceLoader
+from cnnlab.errors import TrainingError
+from cnnlab.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
+from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
+from cnnlab.train.losses import cross_entropy, hard_labels
+from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.utils.io import atomic_write_json
+
+
+@dataclass
+class Loaders:
+    train: DeviceLoader
+    val: DeviceLoader | None = None
+    test: DeviceLoader | None = None
+    train_eval: DeviceLoader | None = None  # train split without augmentation (precise BN)
+
+
+@dataclass
+class RunResult:
+    status: str  # ok | diverged | stopped (early stopping)
+    history: list[dict]
+    summary: dict
+    model: nn.Module
+    run_dir: Path | None = None
+    message: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def first_conv_in_channels(model: nn.Module) -> int | None:
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            return m.in_channels
+    return None
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        loaders: Loaders,
+        config: RunConfig,
+        out_dir: str | Path | None = None,
+        callbacks: list[Callback] | None = None,
+        num_classes: int | None = None,
+        progress: bool | None = None,
+        log=print,
+    ):
+        self.config = config
+        self.device = resolve_device(config.train.device)
+        self.amp_dtype = resolve_precision(config.train.precision, self.device)
+        self.channels_last = resolve_channels_last(config.train.channels_last, self.device)
+        self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.step_model = torch.compile(self.model) if config.train.compile else self.model
+        self.loaders = loaders
+        self.train_loader = loaders.train
+        self.num_classes = num_classes or len(loaders.train.classes)
+        self.epochs = config.train.epochs
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise TrainingError(
+                f"data.batch_size = {self.train_loader.batch_size} is larger than the "
+                f"{len(self.train_loader.images)} training images (with drop_last)"
+            )
+        self.optimizer = build_optimizer(self.model, config.optim)
+        self.scheduler = build_scheduler(self.optimizer, config.optim,
+                                         self.epochs * self.steps_per_epoch, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 \
+            else None
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.log = log
+        self.penalty = self._build_penalty()
+        self.epoch, self.step = 0, 0
+        self.history: list[dict] = []
+        self.stop_training = False
+        self.epoch_done = True
+        self._epoch_t0 = time.perf_counter()
+        self._reset_accumulators()
+        self.callbacks = self._default_callbacks(progress) + list(callbacks or [])
+
+    # ----------------------------------------------------------------- set-up
+    def _default_callbacks(self, progress: bool | None) -> list[Callback]:
+        t = self.config.train
+        cbs: list[Callback] = []
+        if t.early_stopping:
+            cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
+                                     restore_best=t.restore_best))
+        if self.out_dir is not None:
+            if t.checkpoint:
+                cbs.append(Checkpoint(self.out_dir / "checkpoints", t.monitor,
+                                      every_steps=t.checkpoint_every))
+            cbs.append(CSVLogger(self.out_dir / "metrics.csv"))
+        cbs.append(ProgressBar(enabled=False if t.quiet else progress))
+        return cbs
+
+    def _build_penalty(self):
+        o = self.config.optim
+        l1 = 0.0 if o.proximal_l1 else o.l1
+        if not (l1 or o.l2 or o.group_lasso):
+            return None
+        from cnnlab.train.regularizers import penalty
+
+        return lambda model: penalty(model, l1=l1, l2=o.l2, group_lasso=o.group_lasso)
+
+    def _reset_accumulators(self) -> None:
+        # running sums of the current epoch, kept on the device (no sync per step)
+        self.acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.device),
+                    "correct": torch.zeros((), dtype=torch.int64, device=self.device),
+                    "count": 0, "time": 0.0}
+
+    def check_inputs(self) -> None:
+        """Fail fast, before any step, on data the model cannot learn from."""
+        loader = self.train_loader
+        h, w, c = loader.images.shape[1:]
+        model_c = first_conv_in_channels(self.model)
+        if model_c is not None and model_c != c:
+            raise TrainingError(
+                f"the model's first convolution takes {model_c} input channels but the images "
+                f"have {c}; build the model with in_chans={c}"
+            )
+        for name, ld in (("train", loader), ("val", self.loaders.val), ("test", self.loaders.test)):
+            if ld is None or len(ld.labels) == 0:
+                continue
+            lo, hi = int(ld.labels.min()), int(ld.labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise TrainingError(
+                    f"{name} labels must lie in [0, {self.num_classes}), found {lo}..{hi}"
+                )
+        was_training = self.model.training
+        self.model.eval()
+        x = loader.normalize(loader.to_float(loader.images[:1]))
+        try:
+            with torch.no_grad(), self.autocast():
+                out = self.model(x)
+        except RuntimeError as e:
+            raise TrainingError(f"the model cannot take {h}x{w}x{c} images: "
+                                f"{str(e).splitlines()[0]}") from None
+        finally:
+            self.model.train(was_training)
+        if out.ndim != 2 or out.shape[1] != self.num_classes:
+            raise TrainingError(
+                f"the model outputs {tuple(out.shape[1:])} per image but the dataset has "
+                f"{self.num_classes} classes; build it with num_classes={self.num_classes}"
+            )
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------ steps
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """One optimizer step; returns False (and changes nothing) on a non-finite loss."""
+        o = self.config.optim
+        self.model.train()
+        with self.autocast():
+            out = self.step_model(x)
+        loss = cross_entropy(out, y, o.label_smoothing)
+        total = loss + self.penalty(self.model) if self.penalty else loss
+        if not torch.isfinite(total):
+            return False
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            total.backward()
+        if o.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if o.proximal_l1 and o.l1:
+            from cnnlab.train.regularizers import proximal_l1_
+
+            proximal_l1_(self.model, self.optimizer.param_groups[0]["lr"], o.l1)
+        self.scheduler.step()
+        n = len(x)
+        self.acc["loss"] += loss.detach().double() * n
+        self.acc["correct"] += (out.argmax(1) == hard_labels(y)).sum()
+        self.acc["count"] += n
+        return True
+
+    def running_metrics(self) -> tuple[float, float]:
+        n = max(self.acc["count"], 1)
+        return float(self.acc["loss"]) / n, float(self.acc["correct"]) / n
+
+    @torch.no_grad()
+    def evaluate(self, loader: DeviceLoader, tta: str = "none") -> dict[str, float]:
+        """Loss and accuracy over a loader in eval mode, optionally with test-time
+        augmentation (logits averaged over flipped / one-pixel-translated views)."""
+        self.model.eval()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
+        for x, y in loader:
+            with self.autocast():
+                out = self._tta_logits(x, tta).float()
+            loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+            correct += (out.argmax(1) == y).sum()
+            count += len(y)
+        count = max(count, 1)
+        return {"loss": float(loss_sum) / count, "acc": float(correct) / count}
+
+    def _tta_logits(self, x: torch.Tensor, tta: str) -> torch.Tensor:
+        if tta == "none":
+            return self.model(x)
+        views = [x, x.flip(-1)]
+        if tta == "flip-translate":
+            pad = F.pad(x, (1, 1, 1, 1), mode="reflect")  # one-pixel shifts, both diagonals
+            h, w = x.shape[-2:]
+            for v in (pad[..., :h, :w], pad[..., 2:, 2:]):
+                views += [v, v.flip(-1)]
+        return torch.stack([self.model(v).float() for v in views]).mean(0)
+
+    # ------------------------------------------------------------- the loop
+    def fit(self) -> RunResult:
+        self.check_inputs()
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        status, message = "ok", ""
+        t_start = time.perf_counter() - sum(h["epoch_time"] for h in self.history)
+        while self.epoch < self.epochs and not self.stop_training:
+            self.train_loader.set_epoch(self.epoch)
+            self.epoch_done = False
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self, self.epoch)
+            self._epoch_t0 = time.perf_counter()
+            for x, y in self.train_loader:
+                for cb in self.callbacks:
+                    cb.on_batch_begin(self, self.step)
+                if not self.train_step(x, y):
+                    status = "diverged"
+                    message = (f"loss became non-finite at epoch {self.epoch + 1}, step "
+                               f"{self.step + 1}; try a lower optim.lr "
+                               f"(now {self.config.optim.lr})")
+                    break
+                self.step += 1
+                for cb in self.callbacks:
+                    cb.on_batch_end(self, self.step, None)
+            if status == "diverged":
+                break
+            self.acc["time"] += time.perf_counter() - self._epoch_t0
+            self._end_epoch()
+        wall = time.perf_counter() - t_start
+        if status == "ok" and self.stop_training:
+            status = "stopped"
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self._finish(status, message, wall)
+
+    def _end_epoch(self) -> None:
+        n = max(self.acc["count"], 1)
+        elapsed = self.acc["time"]
+        metrics = {
+            "epoch": self.epoch + 1,
+            "step": self.step,
+            "train_loss": float(self.acc["loss"]) / n,
+            "train_acc": float(self.acc["correct"]) / n,
+            "val_loss": math.nan,
+            "val_acc": math.nan,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_time": elapsed,
+            "images_per_s": self.acc["count"] / max(elapsed, 1e-9),
+        }
+        if self.loaders.val is not None and len(self.loaders.val.images):
+            val = self.evaluate(self.loaders.val)
+            metrics["val_loss"], metrics["val_acc"] = val["loss"], val["acc"]
+        self.history.append(metrics)
+        self.epoch += 1
+        self.epoch_done = True
+        self._reset_accumulators()
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, self.epoch - 1, metrics)
+
+    def _finish(self, status: str, message: str, wall: float) -> RunResult:
+        t = self.config.train
+        if status != "diverged" and t.precise_bn and self.loaders.train_eval is not None:
+            from cnnlab.train.precise_bn import precise_bn
+
+            precise_bn(self.model, self.loaders.train_eval, num_batches=t.precise_bn)
+        test = {}
+        if status != "diverged" and self.loaders.test is not None and len(self.loaders.test.images):
+            test = self.evaluate(self.loaders.test, tta=t.tta)
+        summary = self.summary(status, wall, test)
+        if self.out_dir is not None:
+            atomic_write_json(self.out_dir / "summary.json", summary)
+        if message:
+            self.log(message)
+        return RunResult(status, self.history, summary, self.model, self.out_dir, message)
+
+    def summary(self, status: str, wall: float, test: dict) -> dict:
+        from cnnlab.models.registry import count_params
+
+        last = self.history[-1] if self.history else {}
+        monitored = [h for h in self.history if not math.isnan(h.get("val_acc", math.nan))]
+        best = max(monitored, key=lambda h: h["val_acc"]) if monitored else {}
+        ips = [h["images_per_s"] for h in self.history]
+        return {
+            "status": status,
+            "epochs_completed": len(self.history),
+            "steps": self.step,
+            "final_train_loss": last.get("train_loss"),
+            "final_train_acc": last.get("train_acc"),
+            "final_val_loss": last.get("val_loss"),
+            "final_val_acc": last.get("val_acc"),
+            "best_val_acc": best.get("val_acc"),
+            "best_epoch": best.get("epoch"),
+            "test_loss": test.get("loss"),
+            "test_acc": test.get("acc"),
+            "tta": self.config.train.tta,
+            "params": count_params(self.model),
+            "wall_time": wall,
+            "images_per_s": sum(ips) / len(ips) if ips else None,
+            "device": str(self.device),
+            "precision": str(self.amp_dtype or "fp32").replace("torch.", ""),
+            "channels_last": self.channels_last,
+        }
+
+    # ------------------------------------------------------- checkpointing
+    def state_dict(self, weights_only_state: bool = False) -> dict:
+        state = {
+            "model": self.model.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "config": self.config.flat(),
+            "versions": {"cnnlab": __version__, "torch": torch.__version__},
+        }
+        if weights_only_state:
+            return state
+        state.update(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler else None,
+            loader=self.train_loader.state_dict(),
+            callbacks=[cb.state_dict() for cb in self.callbacks],
+            rng=rng_state(),
+            accumulators={"loss": self.acc["loss"].cpu(), "correct": self.acc["correct"].cpu(),
+                          "count": self.acc["count"], "time": self.acc["time"]},
+            stop_training=self.stop_training,
+        )
+        return state
+
+    def save(self, path: Path, weights_only_state: bool = False, keep_previous: bool = True):
+        state = self.state_dict(weights_only_state)
+        if not self.epoch_done and not weights_only_state:
+            # mid-epoch: include the time spent so far in this epoch
+            state["accumulators"]["time"] += time.perf_counter() - self._epoch_t0
+        save_checkpoint(path, state, keep_previous=keep_previous)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.train_loader.load_state_dict(state["loader"])
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(cb_state)
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = list(state["history"])
+        acc = state["accumulators"]
+        self.acc = {"loss": acc["loss"].to(self.device), "correct": acc["correct"].to(self.device),
+                    "count": acc["count"], "time": acc["time"]}
+        self.stop_training = state["stop_training"]
+        self.epoch_done = self.train_loader.batch == 0
+        set_rng_state(state["rng"])
