@@ -313,8 +313,6 @@ class Trainer:
         summary = self.summary(status, wall, test)
         if self.out_dir is not None:
             atomic_write_json(self.out_dir / "summary.json", summary)
-        if message:
-            self.log(message)
         return RunResult(status, self.history, summary, self.model, self.out_dir, message)
 
     def summary(self, status: str, wall: float, test: dict) -> dict:
@@ -353,7 +351,7 @@ class Trainer:
             "step": self.step,
             "history": self.history,
             "config": self.config.flat(),
-            "versions": {"cnnlab": __version__, "torch": torch.__version__},
+            "versions": {"cnnlab": __version__, "torch": str(torch.__version__)},
         }
         if weights_only_state:
             return state

@@ -1,0 +1,85 @@
+"""``cnnlab train MODEL --data SPEC [--config run.toml] [--set key=value ...] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import re
+import sys
+from pathlib import Path
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by commands that take a run configuration."""
+    p.add_argument("--data", metavar="SPEC", help="dataset spec: digits, cifar10, folder:PATH, ...")
+    p.add_argument("--config", metavar="TOML", help="run configuration file")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override a config key, e.g. --set optim.lr=3e-3 (repeatable)")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (train.quiet)")
+
+
+def shortcut_overrides(args: argparse.Namespace) -> list[str]:
+    out = list(args.overrides)
+    for key, value in (("data.spec", args.data), ("train.epochs", args.epochs),
+                       ("train.seed", args.seed), ("train.device", args.device)):
+        if value is not None:
+            out.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
+    if args.quiet:
+        out.append("train.quiet=true")
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a model and write a run folder",
+                       description="Train a registered model on a dataset. Writes config.json, "
+                       "run.toml, metrics.csv, summary.json and checkpoints to the run folder.")
+    p.add_argument("model", nargs="?", help="registered model name (see `cnnlab models`)")
+    add_config_args(p)
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-DATA-TIME)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.set_defaults(func=run)
+
+
+def default_run_dir(model: str, spec: str) -> Path:
+    data = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.split(":", 1)[-1]).name or spec)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{model}-{data.split('.')[0]}-{stamp}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.config import apply_overrides, load_config
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.run import saved_config, train_run
+
+    overrides = shortcut_overrides(args)
+    if args.model:
+        overrides.insert(0, f"model.name={args.model!r}")
+    if args.resume:
+        out = Path(args.resume)
+        cfg = saved_config(out)
+        if args.config:
+            cfg = load_config(args.config)
+        cfg = apply_overrides(cfg, overrides) if overrides else cfg
+    else:
+        if not args.model and not args.config:
+            raise ConfigError("name a model (e.g. `cnnlab train vgg --data digits`) or a --config")
+        cfg = load_config(args.config, overrides)
+        out = Path(args.out) if args.out else default_run_dir(cfg.model.name, cfg.data.spec)
+        if (out / "checkpoints" / "last.pt").exists():
+            raise ConfigError(f"{out} already holds a run; use --resume {out} or another --out")
+    log = (lambda *a: None) if cfg.train.quiet else print
+    log(f"run folder: {out}")
+    result = train_run(cfg, out, resume=bool(args.resume))
+    s = result.summary
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+    print(f"{result.status}: test acc {fmt(s['test_acc'])}, best val acc {fmt(s['best_val_acc'])}"
+          f" (epoch {s['best_epoch']}), {s['epochs_completed']} epochs in {s['wall_time']:.1f}s, "
+          f"{s['images_per_s'] or 0:.0f} img/s on {s['device']} ({s['precision']})")
+    print(f"run folder: {out}")
+    if result.status == "diverged":
+        print(f"cnnlab: error: {result.message}", file=sys.stderr)
+        return 3
+    return 0
