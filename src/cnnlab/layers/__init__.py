@@ -1,5 +1,47 @@
-"""Reusable torch modules (torch only)."""
+"""Reusable torch modules (torch only): dropout family, normalizations, residuals, factory."""
 
-from cnnlab.layers.factory import get_act_layer, get_norm_layer
+from cnnlab.layers.drop import (
+    Cutout,
+    DropConnect,
+    DropConnectConv2d,
+    DropConnectLinear,
+    Dropout,
+    DropPath,
+    SpatialDropout,
+    cutout,
+    drop_connect,
+    drop_path,
+    dropout,
+    spatial_dropout,
+)
+from cnnlab.layers.factory import (
+    act_names,
+    conv_names,
+    get_act_layer,
+    get_conv_layer,
+    get_norm_layer,
+    norm_names,
+    register_norm,
+)
+from cnnlab.layers.norm import (
+    BatchChannelNorm,
+    EstimatedBatchNorm2d,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+    LayerNorm2d,
+    LayerNormCHW,
+    WSConv2d,
+    default_groups,
+    standardize_weight,
+)
+from cnnlab.layers.residual import Residual, projection_shortcut
 
-__all__ = ["get_act_layer", "get_norm_layer"]
+__all__ = [
+    "BatchChannelNorm", "Cutout", "DropConnect", "DropConnectConv2d", "DropConnectLinear",
+    "DropPath", "Dropout", "EstimatedBatchNorm2d", "GroupNorm", "InstanceNorm", "LayerNorm",
+    "LayerNorm2d", "LayerNormCHW", "Residual", "SpatialDropout", "WSConv2d", "act_names",
+    "conv_names", "cutout", "default_groups", "drop_connect", "drop_path", "dropout",
+    "get_act_layer", "get_conv_layer", "get_norm_layer", "norm_names", "projection_shortcut",
+    "register_norm", "spatial_dropout", "standardize_weight",
+]

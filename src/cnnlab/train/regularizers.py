@@ -132,23 +132,22 @@ def penalty(
 
 
 @torch.no_grad()
-def proximal_l1_(model: nn.Module, lr: float, l1: float) -> int:
+def proximal_l1_(model: nn.Module, lr: float, l1: float) -> None:
     """Soft-threshold the conv and linear weights in place, after an optimizer step:
     ``w <- sign(w) * max(|w| - lr * l1, 0)``.
 
     This is the proximal operator of ``lr * l1 * ||w||_1``: together with a gradient step
     on the unpenalized loss it is one ISTA step, which sets small weights to exactly zero.
     Use it instead of (not together with) ``penalty(l1=...)``; pass the learning rate of
-    the step just taken. Returns the number of weights that are exactly zero afterwards.
+    the step just taken. Runs on the weights' device without synchronizing; count the
+    exact zeros afterwards with ``sparsity_report(model, threshold=1e-30)``.
     """
     _check_coef(lr=lr, l1=l1)
-    zeros = 0
     thresh = lr * l1
+    if thresh == 0:
+        return
     for _, _, w in penalized_weights(model):
-        if thresh > 0:
-            w.copy_(torch.sign(w) * (w.abs() - thresh).clamp_min(0))
-        zeros += int((w == 0).sum())
-    return zeros
+        w.copy_(torch.sign(w) * (w.abs() - thresh).clamp_min(0))  # soft-thresholding
 
 
 @torch.no_grad()
