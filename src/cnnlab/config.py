@@ -24,12 +24,12 @@ from cnnlab.errors import ConfigError
 @dataclass(frozen=True)
 class DataConfig:
     spec: str = "digits"  # dataset spec string: "cifar10", "folder:PATH", "digits", ...
-    batch_size: int = 128
+    batch_size: int = 32  # Keras default; small data (digits) needs the steps
     eval_batch_size: int = 512
     val_fraction: float = 0.1  # carved from the training split, seeded
     test_fraction: float = 0.2  # only for sources without an official test split
     split_seed: int = 0  # seed of the test/val carving: fixed across runs of a sweep
-    augment: Any = "flip-crop"  # preset name or list of operation tables
+    augment: Any = "none"  # preset name or list of operation tables (see data/augment.py)
     normalize: bool = True
     drop_last: bool = True
     root: str = ""  # cache/data folder override ("" = default)

@@ -1,0 +1,61 @@
+"""``cnnlab sweep PRESET_OR_TOML [--data SPEC] [--set k=v] [--reps N] [--out DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="run a grid of configurations with repetitions",
+        description="Run every cell of a sweep grid x repetitions, store results in SQLite "
+        "(results.sqlite) and write a report. Rerunning skips finished runs and resumes "
+        "half-finished ones.")
+    p.add_argument("spec", nargs="?", help="preset name (see --list) or a sweep .toml file")
+    p.add_argument("--list", action="store_true", help="list the shipped presets")
+    p.add_argument("--data", metavar="SPEC", help="dataset for every run (data.spec)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help="override a config key in every run (repeatable)")
+    p.add_argument("--reps", type=int, help="repetitions per cell")
+    p.add_argument("--out", metavar="DIR", help="sweep folder (default sweeps/NAME)")
+    p.add_argument("--workers", type=int, help="runs at once (default: chosen for the machine)")
+    p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--device", help="device for every run (train.device)")
+    p.add_argument("--epochs", type=int, help="epochs per run (train.epochs)")
+    p.add_argument("--force", action="store_true", help="discard stored results and redo")
+    p.add_argument("--no-report", action="store_true", help="skip the report at the end")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.errors import ConfigError
+    from cnnlab.experiments import list_presets, sweep
+
+    if args.list:
+        presets = list_presets()
+        width = max(map(len, presets))
+        for name, desc in presets.items():
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    if not args.spec:
+        raise ConfigError("name a preset or a sweep .toml file (see `cnnlab sweep --list`)")
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"train.device={args.device!r}")
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    result = sweep(args.spec, args.out, data=args.data, overrides=overrides, reps=args.reps,
+                   workers=args.workers, threads=args.threads, force=args.force,
+                   report=not args.no_report)
+    if result.table:
+        print()
+        print(result.table)
+        print()
+        for kind, path in result.report.items():
+            print(f"{kind:>14}: {path}")
+    print(f"sweep folder: {result.folder} ({result.ran} run(s) now, {result.skipped} skipped, "
+          f"{result.wall_time:.0f}s)")
+    if result.failed:
+        print(f"cnnlab: {result.failed} run(s) failed or diverged; see the report")
+        return 1
+    return 0

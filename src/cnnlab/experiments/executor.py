@@ -1,0 +1,296 @@
+"""Run a sweep: cells x repetitions in worker processes, results into the SQLite store.
+
+The driver owns the store (the only writer) and a lock on the sweep folder; workers train
+and return summaries.  Finished runs are skipped on the next invocation, a half-finished
+run resumes from its checkpoint, and one failing cell never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import datetime as _dt
+import fcntl
+import math
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from cnnlab.config import RunConfig
+from cnnlab.errors import CnnlabError
+from cnnlab.experiments.spec import Cell, SweepSpec
+from cnnlab.experiments.store import STORE_FILENAME, ResultsStore, is_stuck
+
+
+class SweepLockedError(CnnlabError):
+    """Another process is running a sweep in the same folder."""
+
+
+@contextlib.contextmanager
+def sweep_lock(folder: Path):
+    """An exclusive lock on ``folder/.lock`` (released by the OS even on SIGKILL)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise SweepLockedError(
+                f"sweep folder {folder} is in use by another cnnlab process (pid {other}); "
+                "wait for it to finish or stop it"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Packing:
+    workers: int
+    threads: int
+    reason: str = ""
+
+
+def physical_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def choose_packing(cfg: RunConfig, tasks: int, workers: int | None = None,
+                   threads: int | None = None) -> Packing:
+    """Default packing: on a GPU one worker; on a CPU one single-threaded worker per core.
+
+    Measured on a 2-core laptop-class CPU (benchmarks/packing.py): two 1-thread runs at once
+    finish a grid of small VGG-like models faster than one 2-thread run at a time, because
+    small convolutions scale poorly across threads.
+    """
+    from cnnlab.train.hardware import resolve_device
+
+    cores = physical_cores()
+    device = resolve_device(cfg.train.device)
+    if device.type != "cpu":
+        w, t, why = 1, threads or 1, f"one worker on {device}"
+    else:
+        w = workers or max(1, min(cores, tasks))
+        t = threads or max(1, cores // w)
+        why = f"{w} worker(s) x {t} thread(s) on {cores} CPU core(s)"
+    if workers:
+        w = workers
+    return Packing(w, t, why)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the driver dies, so no orphan keeps training."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _init_worker(threads: int) -> None:
+    _die_with_parent()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class Task:
+    sweep: str
+    cell: Cell
+    rep: int
+    seed: int
+    config: RunConfig
+    run_dir: str
+
+
+def run_task(task: Task) -> dict:
+    """Worker: train one (cell, rep); never raises, returns the row and curves."""
+    start = time.perf_counter()
+    row = {"sweep": task.sweep, "cell": task.cell.key, "cell_params": task.cell.params,
+           "rep": task.rep, "seed": task.seed, "run_dir": task.run_dir}
+    try:
+        from cnnlab.train.run import train_run
+
+        result = train_run(task.config, task.run_dir, resume="auto", progress=False)
+        s = result.summary
+        info = _run_info(task.run_dir)
+        num_classes = info.get("num_classes")
+        flops = _flops(result.model, info)
+        final = s["test_acc"] if s["test_acc"] is not None else s["final_val_acc"]
+        status = {"ok": "ok", "stopped": "ok", "diverged": "diverged"}.get(s["status"], "failed")
+        if status == "ok" and final is not None and num_classes and is_stuck(final, num_classes):
+            status = "stuck"
+        row.update({k: s.get(k) for k in (
+            "final_train_acc", "final_train_loss", "final_val_acc", "final_val_loss",
+            "test_acc", "test_loss", "best_val_acc", "best_epoch", "params", "wall_time",
+            "images_per_s")})
+        row.update(status=status, error=result.message or None, flops=flops,
+                   num_classes=num_classes)
+        curves = [{k: h.get(k) for k in ("epoch", "train_loss", "train_acc", "val_loss",
+                                         "val_acc", "lr", "epoch_time")}
+                  for h in result.history]
+    except BaseException as e:  # noqa: BLE001 - a crashing cell is a result, not a sweep crash
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, CnnlabError):
+            msg = f"{type(e).__name__}: {msg}\n{traceback.format_exc(limit=4)}"
+        row.update(status="failed", error=msg, wall_time=time.perf_counter() - start)
+        curves = []
+    row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
+    return {"row": row, "curves": curves}
+
+
+def _run_info(run_dir: str) -> dict:
+    import json
+
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return json.loads((Path(run_dir) / "config.json").read_text())["dataset"]
+    return {}
+
+
+def _flops(model, info: dict) -> int | None:
+    """FLOPs of one forward pass at the run's image size (informative: never fails a run)."""
+    from cnnlab.models.registry import count_flops
+
+    try:
+        h, _, c = info["image_shape"]
+        return count_flops(model.float().cpu(), h, c)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@dataclass
+class SweepResult:
+    name: str
+    folder: Path
+    runs: list[dict]
+    ran: int
+    skipped: int
+    failed: int  # failed or diverged in the whole sweep
+    packing: Packing | None = None
+    report: dict = field(default_factory=dict)
+    table: str = ""
+    wall_time: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+
+def _slug(cell: Cell) -> str:
+    parts = [f"{k.split('.')[-1]}{v}" for k, v in cell.params.items()]
+    return "_".join(parts).replace("/", "-") or "base"
+
+
+def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
+              threads: int | None = None, force: bool = False, report: bool = True,
+              log=print) -> SweepResult:
+    """Run every (cell, rep) not yet finished in ``folder``; write the report at the end."""
+    folder = Path(folder)
+    t0 = time.perf_counter()
+    with sweep_lock(folder):
+        store = ResultsStore(folder / STORE_FILENAME)
+        try:
+            if force:
+                store.delete_sweep(spec.name)
+                import shutil
+
+                shutil.rmtree(folder / "runs", ignore_errors=True)
+            store.set_sweep(spec.name, spec.to_dict(), spec.axes)
+            done = store.finished(spec.name)
+            tasks = []
+            for cell in spec.cells():
+                for rep in range(spec.reps):
+                    if (cell.key, rep) in done:
+                        continue
+                    seed = spec.run_seed(cell, rep)
+                    cfg = spec.run_config(cell, rep)
+                    cfg = cfg.set(**{"train.quiet": True})
+                    tasks.append(Task(spec.name, cell, rep, seed, cfg,
+                                      str(folder / "runs" / _slug(cell) / f"rep{rep}")))
+            total = len(spec.cells()) * spec.reps
+            skipped = total - len(tasks)
+            packing = None
+            if tasks:
+                packing = choose_packing(tasks[0].config, len(tasks), workers, threads)
+                log(f"sweep {spec.name}: {len(tasks)} run(s) to do, {skipped} already done; "
+                    f"{packing.reason}")
+                _execute(tasks, packing, store, log, total, skipped)
+            else:
+                log(f"sweep {spec.name}: all {total} runs already done (use --force to redo)")
+            runs = store.runs(spec.name)
+        finally:
+            store.close()
+    failed = sum(r["status"] in ("failed", "diverged") for r in runs)
+    result = SweepResult(spec.name, folder, runs, len(tasks), skipped, failed, packing,
+                         wall_time=time.perf_counter() - t0)
+    if report and runs:
+        from cnnlab.report import generate_report
+
+        rep = generate_report(folder, spec.name)
+        result.report, result.table = rep.paths, rep.table
+    return result
+
+
+def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
+             done_before: int) -> None:
+    finished = done_before
+    pending = list(reversed(tasks))  # pop() from the end keeps the grid order
+    ctx = get_context("spawn")  # CUDA-safe; workers import torch once and reuse the data
+    while pending:
+        with ProcessPoolExecutor(packing.workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(packing.threads,)) as pool:
+            running = {}
+            try:
+                while pending or running:
+                    while pending and len(running) < packing.workers:
+                        task = pending.pop()
+                        running[pool.submit(run_task, task)] = task
+                    complete, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in complete:
+                        task = running.pop(fut)
+                        try:
+                            out = fut.result()
+                        except BrokenProcessPool:
+                            raise
+                        except Exception as e:  # noqa: BLE001 - pickling or worker error
+                            out = {"row": {"sweep": task.sweep, "cell": task.cell.key,
+                                           "cell_params": task.cell.params, "rep": task.rep,
+                                           "seed": task.seed, "run_dir": task.run_dir,
+                                           "status": "failed", "error": f"{type(e).__name__}: {e}"},
+                                   "curves": []}
+                        store.record_run(out["row"], out["curves"])
+                        finished += 1
+                        _log_row(log, out["row"], finished, total)
+            except BrokenProcessPool:
+                # a worker died hard (e.g. out of memory): record the runs it held, go on
+                for task in running.values():
+                    row = {"sweep": task.sweep, "cell": task.cell.key,
+                           "cell_params": task.cell.params, "rep": task.rep, "seed": task.seed,
+                           "run_dir": task.run_dir, "status": "failed",
+                           "error": "worker process died (out of memory or killed)"}
+                    store.record_run(row, [])
+                    finished += 1
+                    _log_row(log, row, finished, total)
+                continue
+
+
+def _log_row(log, row: dict, finished: int, total: int) -> None:
+    acc = row.get("test_acc")
+    acc = row.get("final_val_acc") if acc is None else acc
+    acc_s = "" if acc is None or (isinstance(acc, float) and math.isnan(acc)) \
+        else f" acc {100 * acc:.1f}%"
+    wall = row.get("wall_time")
+    wall_s = f" in {wall:.0f}s" if wall else ""
+    err = f" ({row['error'].splitlines()[0][:100]})" if row.get("error") else ""
+    log(f"[{finished}/{total}] {row['cell']} rep {row['rep']}: {row['status']}{acc_s}"
+        f"{wall_s}{err}")
+    sys.stdout.flush()

@@ -1,0 +1,184 @@
+"""Sweep specifications: a base run config, grid axes, repetitions and seeding, in TOML.
+
+    name = "seed-depth"
+    reps = 3
+    seed = 0
+    seeds = "per-rep"            # per-rep: run seed = seed + rep (paired across cells)
+                                 # per-run: a distinct seed for every (cell, rep)
+    [base.model]                 # any run-config tables: data, model, optim, train
+    name = "vgg"
+    [grid]                       # axes: dotted config keys -> lists of values
+    "model.blocks" = [1, 2, 3, 4, 5]
+    "model.layers" = [1, 2, 3]
+    [variants.dropout]           # optional named override sets, used as grid value
+    "model.dropout" = 0.3        #   of the special axis "variant"
+
+Presets ship as ``cnnlab/experiments/presets/NAME.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import RunConfig, apply_overrides, from_dict
+from cnnlab.errors import ConfigError
+
+VARIANT_AXIS = "variant"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its axis values and the overrides they imply."""
+
+    params: dict  # axis -> value, in axis order
+    overrides: dict  # dotted key -> value (variants expanded)
+
+    @property
+    def key(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.params.items())
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    base: dict = field(default_factory=dict)  # nested run-config tables
+    grid: dict[str, list] = field(default_factory=dict)  # axis -> values
+    variants: dict[str, dict] = field(default_factory=dict)
+    reps: int = 3
+    seed: int = 0
+    seeds: str = "per-rep"
+    description: str = ""
+    overrides: list[str] = field(default_factory=list)  # applied on top of every cell
+
+    @property
+    def axes(self) -> list[str]:
+        return list(self.grid)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "reps": self.reps,
+                "seed": self.seed, "seeds": self.seeds, "base": self.base, "grid": self.grid,
+                "variants": self.variants, "overrides": self.overrides}
+
+    def cells(self) -> list[Cell]:
+        out = []
+        for values in itertools.product(*self.grid.values()):
+            params = dict(zip(self.grid, values))
+            overrides = {}
+            for axis, value in params.items():
+                if axis == VARIANT_AXIS:
+                    overrides.update(self.variants[value])
+                else:
+                    overrides[axis] = value
+            out.append(Cell(params, overrides))
+        return out
+
+    def run_seed(self, cell: Cell, rep: int) -> int:
+        if self.seeds == "per-rep":
+            return self.seed + rep
+        digest = hashlib.sha256(f"{self.seed}|{cell.key}|{rep}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+    def base_config(self) -> RunConfig:
+        cfg = from_dict(self.base)
+        return apply_overrides(cfg, self.overrides) if self.overrides else cfg
+
+    def run_config(self, cell: Cell, rep: int) -> RunConfig:
+        cfg = apply_overrides(self.base_config(), cell.overrides)
+        # user overrides win over grid values only for non-axis keys (checked in validate)
+        return apply_overrides(cfg, {"train.seed": self.run_seed(cell, rep)})
+
+    def validate(self) -> None:
+        if self.reps < 1:
+            raise ConfigError(f"sweep '{self.name}': reps must be >= 1, got {self.reps}")
+        if self.seeds not in ("per-rep", "per-run"):
+            raise ConfigError(f"sweep '{self.name}': seeds must be per-rep or per-run, "
+                              f"got {self.seeds!r}")
+        for axis, values in self.grid.items():
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"sweep '{self.name}': grid axis '{axis}' needs a non-empty "
+                                  f"list of values")
+            if axis == VARIANT_AXIS:
+                missing = [v for v in values if v not in self.variants]
+                if missing:
+                    raise ConfigError(f"sweep '{self.name}': variant(s) {missing} have no "
+                                      f"[variants.NAME] table")
+        base = self.base_config()  # raises on a bad base key
+        for cell in self.cells()[:1] + self.cells()[-1:]:
+            apply_overrides(base, cell.overrides)  # raises on a bad axis key or value
+
+
+def _flatten_grid(table: dict, prefix: str = "") -> dict[str, list]:
+    out = {}
+    for k, v in table.items():
+        if isinstance(v, dict):
+            out.update(_flatten_grid(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _flat_overrides(table: dict) -> dict[str, Any]:
+    return _flatten_grid(table)
+
+
+def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
+    known = {"name", "description", "reps", "seed", "seeds", "base", "grid", "variants",
+             "overrides"}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    spec = SweepSpec(
+        name=table.get("name") or name or "sweep",
+        description=table.get("description", ""),
+        base=table.get("base", {}),
+        grid=_flatten_grid(table.get("grid", {})),
+        variants={k: _flat_overrides(v) for k, v in table.get("variants", {}).items()},
+        reps=int(table.get("reps", 3)),
+        seed=int(table.get("seed", 0)),
+        seeds=table.get("seeds", "per-rep"),
+        overrides=list(table.get("overrides", [])),
+    )
+    spec.validate()
+    return spec
+
+
+def list_presets() -> dict[str, str]:
+    """Preset name -> one-line description."""
+    out = {}
+    for entry in sorted(resources.files("cnnlab.experiments.presets").iterdir(),
+                        key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            table = tomllib.loads(entry.read_text())
+            out[entry.name[:-5]] = table.get("description", "")
+    return out
+
+
+def load_spec(name_or_path: str | Path) -> SweepSpec:
+    """A preset name (``seed-depth``) or a path to a sweep TOML file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"sweep file not found: {path}")
+        text, default_name = path.read_text(), path.stem
+    else:
+        presets = list_presets()
+        if str(name_or_path) not in presets:
+            import difflib
+
+            close = difflib.get_close_matches(str(name_or_path), presets, n=2)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown sweep preset '{name_or_path}'{hint} "
+                              f"(presets: {', '.join(presets)}; or give a .toml file)")
+        text = (resources.files("cnnlab.experiments.presets") / f"{name_or_path}.toml").read_text()
+        default_name = str(name_or_path)
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{name_or_path}: invalid TOML: {e}") from None
+    return spec_from_dict(table, default_name)
