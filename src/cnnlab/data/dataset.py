@@ -50,17 +50,15 @@ class ImageSet:
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
     def mean_std(self) -> tuple[list[float], list[float]]:
-        """Per-channel mean and std of pixel values scaled to [0, 1]."""
-        n, c = len(self), self.images.shape[-1]
-        total = torch.zeros(c, dtype=torch.float64)
-        total_sq = torch.zeros(c, dtype=torch.float64)
-        for start in range(0, n, 4096):  # chunks keep memory bounded on big sets
-            x = self.images[start : start + 4096].reshape(-1, c).to(torch.float64) / 255.0
-            total += x.sum(0)
-            total_sq += (x * x).sum(0)
-        count = n * self.images.shape[1] * self.images.shape[2]
-        mean = total / count
-        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        """Per-channel mean and std of pixel values scaled to [0, 1] (exact, from histograms)."""
+        c = self.images.shape[-1]
+        flat = self.images.reshape(-1, c)
+        hist = torch.stack([torch.bincount(flat[:, i], minlength=256) for i in range(c)])
+        hist = hist.double()  # (C, 256) counts of each pixel value
+        value = torch.arange(256, dtype=torch.float64) / 255.0
+        n = hist.sum(1)
+        mean = (hist * value).sum(1) / n
+        std = ((hist * value * value).sum(1) / n - mean * mean).clamp_min(0).sqrt()
         return mean.tolist(), std.tolist()
 
 
