@@ -81,6 +81,7 @@ def reference_epoch(model, ds, mean, std, device, batch_size, lr):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=SHARED, help="CIFAR-10 image-folder archive")
     p.add_argument("--limit", type=int, default=0, help="training images (0 = all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=128)
@@ -91,8 +92,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    if os.path.exists(SHARED):
-        ds = cnnlab.load_dataset(f"folder:{SHARED}", test_fraction=0.2, split_seed=0)
+    if os.path.exists(args.data):
+        ds = cnnlab.load_dataset(f"folder:{args.data}", test_fraction=0.2, split_seed=0)
         source = "CIFAR-10 JPEGs (40,000 train / 10,000 held out)"
     else:
         ds = toy_dataset(n=10000, size=32, channels=3, classes=10, test=2000)
