@@ -77,14 +77,11 @@ def choose_packing(cfg: RunConfig, tasks: int, workers: int | None = None,
     cores = physical_cores()
     device = resolve_device(cfg.train.device)
     if device.type != "cpu":
-        w, t, why = 1, threads or 1, f"one worker on {device}"
-    else:
-        w = workers or max(1, min(cores, tasks))
-        t = threads or max(1, cores // w)
-        why = f"{w} worker(s) x {t} thread(s) on {cores} CPU core(s)"
-    if workers:
-        w = workers
-    return Packing(w, t, why)
+        w, t = workers or 1, threads or 1
+        return Packing(w, t, f"{w} worker(s) sharing {device}")
+    w = workers or max(1, min(cores, tasks))
+    t = threads or max(1, cores // w)
+    return Packing(w, t, f"{w} worker(s) x {t} thread(s) on {cores} CPU core(s)")
 
 
 def _die_with_parent() -> None:
