@@ -146,3 +146,13 @@ def test_tta_views_average(toy, tiny_cfg):
 def test_build_model_takes_channels_and_classes_from_data(toy, tiny_cfg):
     model = build_model(tiny_cfg, toy)
     assert model.head.out_features == 4 and model.input_size == 16
+
+
+def test_l1_proximal_training_reports_sparsity(toy, tiny_cfg, tmp_path):
+    torch.manual_seed(0)
+    cfg = tiny_cfg.set(**{"optim.l1": 0.05, "optim.proximal_l1": True, "optim.name": "sgd",
+                          "optim.lr": 0.1})
+    result = fit(_model(toy), toy, cfg, out_dir=tmp_path / "r", progress=False)
+    sparsity = result.summary["sparsity"]
+    assert sparsity["weight_fraction"] > 0.3  # soft-thresholding gives exact zeros
+    assert "total" in (tmp_path / "r" / "sparsity.txt").read_text()

@@ -29,7 +29,7 @@ from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 from cnnlab.train.losses import cross_entropy, hard_labels
 from cnnlab.train.optim import build_optimizer, build_scheduler
-from cnnlab.utils.io import atomic_write_json
+from cnnlab.utils.io import atomic_write_json, atomic_write_text
 
 
 @dataclass
@@ -311,6 +311,14 @@ class Trainer:
         if status != "diverged" and self.loaders.test is not None and len(self.loaders.test.images):
             test = self.evaluate(self.loaders.test, tta=t.tta)
         summary = self.summary(status, wall, test)
+        o = self.config.optim
+        if o.l1 or o.group_lasso:  # sparsity the penalties produced (whole weights and units)
+            from cnnlab.train.regularizers import format_sparsity, sparsity_report
+
+            report = sparsity_report(self.model)
+            summary["sparsity"] = report["total"]
+            if self.out_dir is not None:
+                atomic_write_text(self.out_dir / "sparsity.txt", format_sparsity(report) + "\n")
         if self.out_dir is not None:
             atomic_write_json(self.out_dir / "summary.json", summary)
         return RunResult(status, self.history, summary, self.model, self.out_dir, message)
