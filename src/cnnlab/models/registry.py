@@ -1,12 +1,22 @@
 """Model registry: ``@register_model`` on builders, ``create_model(name, ...)``,
-``list_models("resnet*")`` and ``model_info`` (a model card with parameters and FLOPs)."""
+``list_models("resnet*")`` and ``model_info`` (a model card with parameters and FLOPs).
+
+Also the pieces every family shares at the model level: :class:`ImageClassifier` (one
+interface: ``forward_features``, ``forward_head``, ``forward``, ``reset_classifier``, and a
+cheap check that an input is not smaller than the architecture accepts) and
+:func:`resolve_stem` (the ``stem="auto" | "imagenet" | "cifar"`` rule).
+"""
 
 from __future__ import annotations
 
+import copy
 import difflib
 import fnmatch
+import functools
 import inspect
-from collections.abc import Callable
+import json
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +27,8 @@ from cnnlab.errors import ModelError
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """What the registry knows about a name before building it (the static card)."""
+
     name: str
     builder: Callable[..., nn.Module]
     family: str
@@ -24,6 +36,12 @@ class ModelEntry:
     min_input: int  # smallest square side the architecture accepts
     paper: str = ""
     tags: tuple = field(default_factory=tuple)
+
+    @property
+    def num_classes(self) -> int:
+        """The builder's default class count (1000 for ImageNet models, 10 for CIFAR)."""
+        p = inspect.signature(self.builder).parameters.get("num_classes")
+        return int(p.default) if p is not None and isinstance(p.default, int) else 10
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -40,7 +58,10 @@ def register_model(
 ):
     """Register a builder ``fn(num_classes=..., in_chans=..., **kwargs) -> nn.Module``.
 
-    Usable bare (``@register_model``) or with card fields (``@register_model(family=...)``).
+    Usable bare (``@register_model``) or with card fields (``@register_model(family=...)``):
+    ``default_input`` is the native square input side, ``min_input`` the smallest side the
+    default build accepts (models built for small images may accept less; the built
+    model's ``min_input`` attribute is authoritative), ``paper`` the reference.
     """
 
     def wrap(f: Callable) -> Callable:
@@ -52,8 +73,27 @@ def register_model(
     return wrap(fn) if fn is not None else wrap
 
 
+def _norm_name(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def suggest_models(name: str, n: int = 3) -> list[str]:
+    """Registered names closest to ``name`` (spelling, case and '-'/'_' forgiven)."""
+    _load_families()
+    key = _norm_name(name)
+    by_norm = {_norm_name(k): k for k in _REGISTRY}
+    exact = [by_norm[key]] if key in by_norm else []
+    close = difflib.get_close_matches(key, list(by_norm), n=n, cutoff=0.6)
+    prefixed = sorted(v for k, v in by_norm.items() if key and k.startswith(key))
+    out: list[str] = []
+    for cand in exact + [by_norm[c] for c in close] + prefixed:
+        if cand not in out:
+            out.append(cand)
+    return out[:n]
+
+
 def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    close = suggest_models(name)
     return f"; did you mean {', '.join(close)}?" if close else "; see `cnnlab models`"
 
 
@@ -98,13 +138,15 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
         raise ModelError(f"model '{name}': {e}") from None
     model.model_name = name  # lets hub/export record what built it
     model.model_args = dict(kwargs)
+    model.model_num_classes = num_classes
+    model.model_in_chans = in_chans
     return model
 
 
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style wildcard, sorted."""
+    """Registered names matching a shell-style wildcard (case-insensitive), sorted."""
     _load_families()
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern.lower()))
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -113,49 +155,207 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
 
 def count_flops(model: nn.Module, input_size: int | tuple[int, int], in_chans: int = 3) -> int:
     """FLOPs of one forward pass on a single image, counted by running the model
-    (torch's FlopCounterMode: a multiply-add counts as 2 FLOPs)."""
+    (torch's FlopCounterMode: a multiply-add counts as 2 FLOPs; convolutions and matrix
+    products are counted, normalization and activations are not).
+
+    A model on the meta device (see :func:`model_info`) runs on shapes only; its norm layers
+    are bypassed there, since their meta kernels are slow Python and count no FLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
 
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    x = torch.zeros(1, in_chans, h, w)
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    x = torch.zeros(1, in_chans, h, w, device=device)
     was_training = model.training
     model.eval()
+    bypassed = _bypass_norms(model) if device.type == "meta" else []
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(x)
     finally:
+        for m in bypassed:
+            del m.forward  # back to the class's forward
         model.train(was_training)
     return int(counter.get_total_flops())
+
+
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm,
+               nn.LocalResponseNorm)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _bypass_norms(model: nn.Module) -> list[nn.Module]:
+    """Make torch's shape-preserving norm layers the identity (instance attribute)."""
+    norms = [m for m in model.modules() if isinstance(m, _NORM_TYPES)]
+    for m in norms:
+        m.forward = _identity
+    return norms
 
 
 def model_info(
     name_or_model: str | nn.Module,
     input_size: int | None = None,
-    num_classes: int = 10,
+    num_classes: int | None = None,
     in_chans: int = 3,
     **kwargs,
 ) -> dict:
-    """A model card: name, family, parameters, FLOPs at ``input_size``, sizes, reference."""
+    """A model card: name, family, parameters, FLOPs at ``input_size``, sizes, reference.
+
+    For a registered name the model is built (on the meta device: no memory, no time) with
+    ``num_classes`` (default: the builder's, e.g. 1000 for ImageNet models) and, when the
+    builder takes ``input_size``, with that size, so ``stem="auto"`` picks the stem a user
+    training at that size would get. Cards of names are cached.
+    """
     if isinstance(name_or_model, nn.Module):
-        model, entry = name_or_model, None
-        name = getattr(model, "model_name", type(model).__name__)
-        if name in _REGISTRY:
-            entry = _REGISTRY[name]
-    else:
-        entry = get_entry(name_or_model)
-        name = entry.name
-        model = create_model(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        return _card_of(name_or_model, input_size, in_chans)
+    entry = get_entry(name_or_model)
+    key = json.dumps(kwargs, sort_keys=True, default=repr)
+    return copy.deepcopy(_cached_card(entry.name, input_size, num_classes, in_chans, key))
+
+
+@functools.lru_cache(maxsize=512)
+def _cached_card(name: str, input_size: int | None, num_classes: int | None, in_chans: int,
+                 kwargs_json: str) -> dict:
+    entry = _REGISTRY[name]
+    kwargs = json.loads(kwargs_json)
+    if input_size is not None and "input_size" in builder_params(name):
+        kwargs.setdefault("input_size", input_size)
+    n = entry.num_classes if num_classes is None else num_classes
+    try:
+        with torch.device("meta"):  # shapes only: builds a 140M-parameter VGG instantly
+            model = create_model(name, num_classes=n, in_chans=in_chans, **kwargs)
+        card = _card_of(model, input_size, in_chans)
+    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: build for real
+        model = create_model(name, num_classes=n, in_chans=in_chans, **kwargs)
+        card = _card_of(model, input_size, in_chans)
+    card["args"] = kwargs
+    return card
+
+
+def _card_of(model: nn.Module, input_size: int | None, in_chans: int) -> dict:
+    name = getattr(model, "model_name", type(model).__name__)
+    entry = _REGISTRY.get(name)
     size = input_size or (entry.default_input if entry else 32)
+    min_input = getattr(model, "min_input", entry.min_input if entry else None)
     return {
         "name": name,
         "family": entry.family if entry else "custom",
         "params": count_params(model),
         "input_size": size,
         "flops": count_flops(model, size, in_chans),
+        "num_classes": getattr(model, "num_classes", getattr(model, "model_num_classes", None)),
         "default_input": entry.default_input if entry else None,
-        "min_input": entry.min_input if entry else None,
+        "min_input": min_input,
+        "stem": getattr(model, "stem", None),
         "paper": entry.paper if entry else "",
     }
+
+
+# ---------------------------------------------------------------------------------------
+# shared model-level pieces
+
+STEMS = ("auto", "imagenet", "cifar")
+SMALL_IMAGE_MAX = 64  # stem="auto" picks the small-image stem for inputs up to this side
+
+
+def input_side(input_size: int | Sequence[int] | None) -> int | None:
+    """The smaller side of an ``input_size`` given as N, (H, W) or None."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, int | float):
+        return int(input_size)
+    sides = [int(v) for v in input_size]
+    if not sides:
+        raise ModelError("input_size must be a side N or a pair (H, W), got an empty list")
+    return min(sides[-2:]) if len(sides) > 2 else min(sides)
+
+
+def resolve_stem(stem: str, input_size: int | Sequence[int] | None, model: str,
+                 native: str = "imagenet") -> str:
+    """Pick the stem: "imagenet" (the published large-image stem), "cifar" (3x3 stride-1
+    first convolution, no early max-pool) or "auto": "cifar" when the declared input side
+    is at most 64 pixels, else the family's ``native`` stem.
+
+    A family designed for small images (``native="cifar"``) has no ImageNet stem.
+    """
+    if stem not in STEMS:
+        close = difflib.get_close_matches(str(stem), STEMS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ModelError(f"{model}: unknown stem {stem!r}{hint}; choose auto, imagenet or cifar")
+    if stem == "auto":
+        side = input_side(input_size)
+        return "cifar" if side is not None and side <= SMALL_IMAGE_MAX else native
+    if native == "cifar" and stem == "imagenet":
+        raise ModelError(f"{model} is a small-image network without an ImageNet stem; "
+                         f"use stem='auto' or 'cifar'")
+    return stem
+
+
+class ImageClassifier(nn.Module):
+    """Base of the zoo's models: (B, C, H, W) -> features -> head -> (B, num_classes).
+
+    Subclasses build ``forward_features`` and set the head parts: ``self.pool`` (features
+    -> (B, F)), ``self.pre_logits`` (e.g. VGG's hidden layers), ``self.head_drop`` and
+    ``self.fc`` (the final linear layer). ``forward`` first checks the input cheaply (4-D,
+    channels, at least ``min_input`` pixels a side) and raises a ModelError naming the
+    minimum instead of failing deep inside a layer.
+    """
+
+    num_features: int  # channels of forward_features' output
+    min_input: int = 1  # smallest square side accepted
+    stem: str | None = None
+
+    def __init__(self, num_classes: int, in_chans: int, min_input: int = 1):
+        super().__init__()
+        if num_classes < 0 or in_chans < 1:
+            raise ModelError(f"num_classes must be >= 0 and in_chans >= 1, got {num_classes} "
+                             f"and {in_chans}")
+        self.num_classes, self.in_chans, self.min_input = num_classes, in_chans, min_input
+        self.pool: nn.Module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.pre_logits: nn.Module = nn.Identity()
+        self.head_drop: nn.Module = nn.Identity()
+        self.fc: nn.Module = nn.Identity()
+
+    def _set_head(self, in_features: int, num_classes: int, drop_rate: float = 0.0) -> None:
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.fc_in = in_features
+        self.fc = nn.Linear(in_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ModelError for a batch this architecture cannot take."""
+        name = getattr(self, "model_name", type(self).__name__)
+        if x.dim() != 4:
+            raise ModelError(f"{name} takes a batch of images (B, C, H, W), got shape "
+                             f"{tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise ModelError(f"{name} was built for {self.in_chans}-channel images, got "
+                             f"{x.shape[1]} channels; build it with in_chans={x.shape[1]}")
+        h, w = x.shape[-2], x.shape[-1]
+        if h < self.min_input or w < self.min_input:
+            raise ModelError(
+                f"{name} needs inputs of at least {self.min_input}x{self.min_input} pixels, "
+                f"got {h}x{w}; resize the images"
+                + ("" if self.stem in (None, "cifar") else " or build it with stem='cifar'")
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(self.pool(x))  # (B, F)
+        return x if pre_logits else self.fc(self.head_drop(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final layer by a fresh one with ``num_classes`` outputs (0: none)."""
+        self.num_classes = num_classes
+        self.fc = (nn.Linear(self.fc_in, num_classes) if num_classes > 0 else nn.Identity())
 
 
 _loaded = False
@@ -173,5 +373,5 @@ def _load_families() -> None:
     import cnnlab.models as pkg
 
     for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in ("registry", "external"):
+        if mod.name not in ("registry", "external", "hub"):
             importlib.import_module(f"cnnlab.models.{mod.name}")

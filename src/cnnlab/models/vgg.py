@@ -1,8 +1,20 @@
-"""VGG: the parametric VGG-like family of the depth experiment (``vgg``).
+"""VGG: the parametric VGG-like family of the depth experiment (``vgg``) and the published
+VGG-11/13/16/19 networks, with and without batch norm, from their layer recipes.
 
 ``vgg``: ``blocks`` blocks of ``layers`` 3x3 convolutions (same filters within a block,
 ReLU, optional norm), each block ending in 2x2 max-pooling; filters start at ``width``
 and double after each block; global average pooling, then one linear layer.
+
+``vgg11`` ... ``vgg19_bn``: configurations A, B, D and E of the paper (recipes below: a
+number is a 3x3 convolution with that many filters, "M" a 2x2 max-pool), then 7x7
+adaptive average pooling and the 4096-4096 dense classifier with dropout, as torchvision
+(parameter counts equal its: vgg16 138,357,544; vgg16_bn 138,365,992; the convolutions
+keep their bias next to batch norm, as there). With ``stem="cifar"`` (or ``"auto"`` with
+``input_size <= 64``) the features are unchanged (VGG has no large-image stem: its first
+layers are already 3x3 stride-1) and the classifier becomes global pooling and one linear
+layer from 512 features, the usual CIFAR VGG: five pools take 32x32 to 1x1, so 32 is
+also the smallest input.
+
 Simonyan & Zisserman, "Very Deep Convolutional Networks", ICLR 2015.
 """
 
@@ -12,8 +24,9 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.layers.blocks import ConvNormAct, init_weights
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
-from cnnlab.models.registry import register_model
+from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
 
 
 def conv_norm_act(c_in: int, c_out: int, norm_layer=None, act_layer=nn.ReLU) -> list[nn.Module]:
@@ -102,3 +115,82 @@ def vgg(
     """The depth experiment's VGG-like network (no normalization by default)."""
     return VGGLike(num_classes, in_chans, blocks, layers, width,
                    get_norm_layer(norm), get_act_layer(act), input_size)
+
+
+# --- the published configurations -------------------------------------------------------
+
+_SZ = "Simonyan & Zisserman, Very Deep Convolutional Networks, ICLR 2015"
+
+CFGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # A
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],  # B
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"],  # D
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],  # E
+}
+
+
+class VGG(ImageClassifier):
+    """Features from a recipe, then the classifier.
+
+    (B, C, H, W) -> features (B, 512, H/32, W/32) -> "imagenet": 7x7 adaptive average pool,
+    flatten (25088), Linear-act-Dropout twice (``hidden`` units), Linear -> (B, classes);
+    "cifar": global average pool (512), Linear -> (B, classes).
+    """
+
+    def __init__(self, cfg: list[int | str], num_classes: int = 1000, in_chans: int = 3,
+                 norm_layer=None, act_layer=nn.ReLU, stem: str = "imagenet",
+                 hidden: int = 4096, drop_rate: float = 0.5):
+        pools = sum(1 for v in cfg if v == "M")
+        super().__init__(num_classes, in_chans, min_input=2**pools)  # each pool halves (floor)
+        self.stem = stem
+        layers: list[nn.Module] = []
+        c_in = in_chans
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers.append(ConvNormAct(c_in, int(v), 3, norm_layer=norm_layer,
+                                          act_layer=act_layer, bias=True))
+                c_in = int(v)
+        self.features = nn.Sequential(*layers)
+        self.num_features = c_in
+        if stem == "imagenet":
+            self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(7), nn.Flatten(1))  # (B, 512*7*7)
+            self.pre_logits = nn.Sequential(
+                nn.Linear(c_in * 49, hidden), act_layer(), nn.Dropout(drop_rate),
+                nn.Linear(hidden, hidden), act_layer(), nn.Dropout(drop_rate),
+            )
+            self._set_head(hidden, num_classes)
+        else:
+            self._set_head(c_in, num_classes)
+        init_weights(self, linear_std=0.01)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)  # (B, 512, H/32, W/32)
+
+
+def _vgg(cfg: str, *, num_classes: int, in_chans: int, norm: str, act: str, stem: str,
+         input_size: int | None, drop_rate: float) -> VGG:
+    return VGG(CFGS[cfg], num_classes, in_chans, get_norm_layer(norm), get_act_layer(act),
+               resolve_stem(stem, input_size, cfg), drop_rate=drop_rate)
+
+
+def _register_vgg(cfg: str, bn: bool) -> None:
+    name = f"{cfg}_bn" if bn else cfg
+
+    def builder(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn" if bn else "none",
+                act: str = "relu", stem: str = "auto", input_size: int | None = None,
+                drop_rate: float = 0.5) -> VGG:
+        return _vgg(cfg, num_classes=num_classes, in_chans=in_chans, norm=norm, act=act,
+                    stem=stem, input_size=input_size, drop_rate=drop_rate)
+
+    builder.__name__ = builder.__qualname__ = name
+    builder.__doc__ = (f"VGG-{cfg[3:]} (recipe {cfg!r})" + (" with batch norm." if bn else "."))
+    register_model(builder, family="vgg", default_input=224, min_input=32, paper=_SZ)
+
+
+for _cfg in CFGS:
+    _register_vgg(_cfg, bn=False)
+    _register_vgg(_cfg, bn=True)

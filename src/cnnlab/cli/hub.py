@@ -1,0 +1,66 @@
+"""``cnnlab export RUN_DIR OUT_DIR`` and ``cnnlab predict MODEL_DIR IMAGE...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``export`` and ``predict`` commands."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    export = subparsers.add_parser(
+        "export", help="turn a training run into a shareable model folder",
+        formatter_class=fmt,
+        description="Rebuild the model of a run folder written by `cnnlab train`, load the "
+                    "weights of its best (or last) checkpoint and write OUT_DIR/"
+                    "model.safetensors and OUT_DIR/card.json (model name and arguments, "
+                    "classes, input size and normalization, dataset, metrics, versions).",
+        epilog="example:\n  cnnlab export runs/resnet20-digits exported/resnet20\n"
+               "  cnnlab predict exported/resnet20 some.png")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `cnnlab train`")
+    export.add_argument("out_dir", metavar="OUT_DIR", help="model folder to write")
+    export.add_argument("--which", choices=("best", "last"), default="best",
+                        help="checkpoint to export (default: best)")
+    export.set_defaults(func=run_export)
+
+    predict = subparsers.add_parser(
+        "predict", help="classify image files with an exported model", formatter_class=fmt,
+        description="Print the top-k classes with probabilities for each image. Images of any "
+                    "size and mode are converted (grayscale/RGB, transparency on white) and "
+                    "resized (bilinear) to what the model card says.")
+    predict.add_argument("model_dir", metavar="MODEL_DIR",
+                         help="folder written by `cnnlab export` or cnnlab.save_pretrained")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--topk", type=int, default=5, metavar="K",
+                         help="classes to show per image (default 5)")
+    predict.add_argument("--json", action="store_true", help="print the results as JSON")
+    predict.set_defaults(func=run_predict)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from cnnlab.models.hub import export_run, read_card
+
+    out = export_run(args.run_dir, args.out_dir, which=args.which)
+    card = read_card(out)
+    print(f"exported {card['name']} ({card['params']:,} parameters, {card['num_classes']} "
+          f"classes, input {card['input_size'][0]}x{card['input_size'][1]}x{card['channels']}) "
+          f"from {args.which} checkpoint to {out}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from cnnlab.models.hub import predict
+
+    results = predict(args.model_dir, args.images, topk=args.topk)
+    if args.json:
+        print(json.dumps([{"image": str(p), "top": [{"class": c, "prob": round(v, 6)}
+                                                    for c, v in r]}
+                          for p, r in zip(args.images, results)], indent=2))
+        return 0
+    width = max((len(c) for r in results for c, _ in r), default=0)
+    for path, top in zip(args.images, results):
+        print(path)
+        for rank, (cls, prob) in enumerate(top, 1):
+            print(f"  {rank}. {cls.ljust(width)}  {prob:.4f}")
+    return 0

@@ -1,0 +1,419 @@
+"""Share trained models: a folder with the weights and a card saying how to rebuild and feed
+the model.
+
+    MODEL_DIR/model.safetensors   the state dict (parameters and buffers), safetensors
+    MODEL_DIR/card.json           registered name and arguments, class count and names,
+                                  input size, channels and normalization, dataset,
+                                  metrics, cnnlab / torch / python versions
+
+``save_pretrained(model, dir, ...)`` writes both (weights first, the card last, each
+atomically: a folder with a card is complete); ``load_pretrained(dir)`` rebuilds the model
+with ``create_model`` and loads the weights exactly (its outputs equal the saved model's
+bit for bit); ``predict(dir, images)`` reads image files of any size and mode, converts
+and resizes them as the card says, and returns the top-k classes; ``export_run(run, dir)``
+turns a training run folder into such a model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab.errors import CnnlabError, DataError, ModelError
+from cnnlab.models.registry import builder_params, count_params, create_model, get_entry
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+CARD_FORMAT = "cnnlab-model"
+CARD_VERSION = 1
+MODES = {1: "L", 3: "RGB"}  # channels -> PIL mode images are converted to
+
+
+def _json_ready(value, what: str):
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        raise ModelError(f"{what} must be JSON data (numbers, strings, lists, dicts), got "
+                         f"{value!r}") from None
+
+
+def _side_pair(size, what: str) -> list[int]:
+    if isinstance(size, int | float):
+        pair = [int(size), int(size)]
+    elif isinstance(size, Sequence) and len(size) == 2:
+        pair = [int(size[0]), int(size[1])]
+    else:
+        raise ModelError(f"{what} must be N or (H, W), got {size!r}")
+    if min(pair) < 1:
+        raise ModelError(f"{what} must be positive, got {size!r}")
+    return pair
+
+
+def _floats(values, channels: int, what: str) -> list[float] | None:
+    if values is None:
+        return None
+    out = [float(v) for v in (values if isinstance(values, Sequence) else [values])]
+    if len(out) == 1 and channels > 1:
+        out = out * channels
+    if len(out) != channels:
+        raise ModelError(f"{what} needs one value per channel ({channels}), got {len(out)}")
+    return out
+
+
+def _default_input_size(model: nn.Module, name: str) -> int | list[int]:
+    for source in (getattr(model, "model_args", {}).get("input_size"),
+                   getattr(model, "input_size", None)):
+        if source is not None:
+            return source
+    try:
+        return get_entry(name).default_input
+    except CnnlabError:
+        return 224  # an external model: the libraries' usual size
+
+
+def save_pretrained(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    dataset: str | None = None,
+    classes: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    metrics: Mapping | None = None,
+    input_size: int | Sequence[int] | None = None,
+    extra: Mapping | None = None,
+) -> Path:
+    """Write ``model`` (built by ``create_model``) to ``directory``: weights in safetensors
+    and ``card.json``. ``mean``/``std`` are per-channel in [0, 1] pixel units (None: the
+    model takes [0, 1] pixels); ``input_size`` is the side (or (H, W)) images are resized to
+    (default: the size the model was built for, else its family's native size).
+    Returns the folder."""
+    from safetensors.torch import save as st_save
+
+    from cnnlab.utils.io import atomic_write, atomic_write_json
+
+    name = getattr(model, "model_name", None)
+    if not name:
+        raise ModelError("save_pretrained needs a model built by cnnlab.create_model (it "
+                         "records the name and arguments that rebuild it)")
+    args = _json_ready(dict(getattr(model, "model_args", {})), f"the arguments of '{name}'")
+    num_classes = getattr(model, "num_classes", None)
+    if not isinstance(num_classes, int):
+        num_classes = int(getattr(model, "model_num_classes", 0))
+    in_chans = int(getattr(model, "model_in_chans", getattr(model, "in_chans", 3)))
+    if classes is not None:
+        classes = [str(c) for c in classes]
+        if len(classes) != num_classes:
+            raise ModelError(f"{len(classes)} class names given for a model with "
+                             f"{num_classes} outputs")
+    size = _side_pair(input_size if input_size is not None
+                      else _default_input_size(model, name), "input_size")
+    card = {
+        "format": CARD_FORMAT,
+        "format_version": CARD_VERSION,
+        "name": name,
+        "args": args,
+        "num_classes": num_classes,
+        "in_chans": in_chans,
+        "classes": classes,
+        "input_size": size,  # [H, W] images are resized to (bilinear)
+        "channels": in_chans,
+        "image_mode": MODES.get(in_chans),
+        "resize": "bilinear",
+        "mean": _floats(mean, in_chans, "mean"),  # [0, 1] pixel units
+        "std": _floats(std, in_chans, "std"),
+        "dataset": dataset,
+        "metrics": _json_ready(dict(metrics), "metrics") if metrics is not None else None,
+        "params": count_params(model),
+        "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if extra:
+        card.update(_json_ready(dict(extra), "extra card fields"))
+    if card["std"] is not None and min(card["std"]) <= 0:
+        raise ModelError(f"std values must be > 0, got {card['std']}")
+
+    tensors, seen = {}, set()
+    for key, t in model.state_dict().items():
+        t = t.detach().to("cpu").contiguous()
+        ptr = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if ptr in seen:  # safetensors refuses tensors sharing memory
+            t = t.clone()
+        seen.add(ptr)
+        tensors[key] = t
+    blob = st_save(tensors, metadata={"format": "pt", "model": name})
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write(directory / WEIGHTS_FILE, lambda f: f.write(blob))
+    atomic_write_json(directory / CARD_FILE, card)
+    return directory
+
+
+def read_card(directory: str | Path) -> dict:
+    """The card of a model folder (ModelError if it is not one)."""
+    directory = Path(directory)
+    path = directory / CARD_FILE
+    if not path.is_file():
+        what = "does not exist" if not directory.exists() else f"has no {CARD_FILE}"
+        raise ModelError(f"model folder {directory} {what}; write one with "
+                         f"cnnlab.save_pretrained or `cnnlab export RUN_DIR {directory}`")
+    try:
+        card = json.loads(path.read_text())
+    except ValueError as e:
+        raise ModelError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{path} is not a cnnlab model card (format {CARD_FORMAT!r})")
+    if int(card.get("format_version", 0)) > CARD_VERSION:
+        raise ModelError(f"{path} has card format {card['format_version']}; this cnnlab reads "
+                         f"up to {CARD_VERSION}: upgrade cnnlab")
+    return card
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelError(f"{path} is missing: the model folder is incomplete")
+    try:
+        return load_file(str(path))
+    except Exception as e:  # noqa: BLE001 - any parse failure means a damaged file
+        raise ModelError(f"{path} is not a readable safetensors file: {e}") from None
+
+
+def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], where: str,
+               assign: bool = False) -> None:
+    """``load_state_dict`` with a one-line ModelError naming what does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}"
+                         + (" ..." if len(unexpected) > 3 else ""))
+        if shapes:
+            parts.append(f"shape {'; '.join(shapes[:2])}" + (" ..." if len(shapes) > 2 else ""))
+        raise ModelError(f"the weights in {where} do not fit "
+                         f"'{getattr(model, 'model_name', type(model).__name__)}': "
+                         + "; ".join(parts))
+    model.load_state_dict(state, strict=True, assign=assign)
+
+
+def build_and_load(name: str, num_classes: int, in_chans: int, args: Mapping,
+                   state: Mapping[str, torch.Tensor], where: str) -> nn.Module:
+    """``create_model`` then load ``state`` exactly. The model is first built on the meta
+    device (no time spent on random init) and the loaded tensors are assigned; a model
+    that keeps other tensors is built for real instead."""
+    try:
+        with torch.device("meta"):
+            model = create_model(name, num_classes=num_classes, in_chans=in_chans, **args)
+    except (NotImplementedError, RuntimeError):
+        model = None
+    if model is not None:
+        # fresh, allocator-aligned copies: tensors read from a file may sit at any address,
+        # and CPU kernels then take other SIMD paths (outputs would differ in the last bit)
+        state = {k: v.clone(memory_format=torch.contiguous_format) for k, v in state.items()}
+        _load_into(model, state, where, assign=True)
+        if not any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+            return model.eval()
+    model = create_model(name, num_classes=num_classes, in_chans=in_chans, **args)
+    _load_into(model, state, where)
+    return model.eval()
+
+
+def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"
+                    ) -> nn.Module:
+    """Rebuild the model of a folder written by ``save_pretrained`` and load its weights;
+    returned in eval mode on ``map_location``, with the card as ``model.card``."""
+    directory = Path(directory)
+    card = read_card(directory)
+    state = _load_state(directory / WEIGHTS_FILE)
+    model = build_and_load(card["name"], int(card["num_classes"]), int(card["in_chans"]),
+                           card.get("args") or {}, state, str(directory / WEIGHTS_FILE))
+    model.card = card
+    return model.to(map_location)
+
+
+# ---------------------------------------------------------------------------------------
+# prediction
+
+
+def _to_uint8_mode(img):
+    """16/32-bit and float grayscale images -> 8-bit "L" (scaled, not clipped)."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        if img.mode == "F" and arr.max(initial=0) <= 1.0:
+            top = 1.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L")
+    return img
+
+
+def load_image(path: str | Path, card: Mapping) -> torch.Tensor:
+    """One image file -> (C, H, W) float tensor as the model expects: orientation from
+    EXIF, transparency composited on white, converted to the card's mode, resized
+    (bilinear) to its input size, scaled to [0, 1] and normalized with its mean/std."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    channels = int(card.get("channels") or card["in_chans"])
+    mode = MODES.get(channels)
+    if mode is None:
+        raise ModelError(f"predict reads 1- or 3-channel images; this model takes {channels}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = ImageOps.exif_transpose(im) or im
+    except FileNotFoundError:
+        raise DataError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    img = _to_uint8_mode(img)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    img = img.convert(mode)
+    h, w = card["input_size"]
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8).reshape(h, w, channels)
+    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)  # (C, H, W) in [0, 1]
+    if card.get("mean") is not None and card.get("std") is not None:
+        mean = torch.tensor(card["mean"]).view(-1, 1, 1)
+        std = torch.tensor(card["std"]).view(-1, 1, 1)
+        x = (x - mean) / std
+    return x
+
+
+def predict(model_dir: str | Path | nn.Module, image_paths: Sequence[str | Path],
+            topk: int = 5, batch_size: int = 64,
+            device: str | torch.device = "cpu") -> list[list[tuple[str, float]]]:
+    """Top-``topk`` (class name, probability) pairs for each image file, best first.
+
+    ``model_dir`` is a model folder (or a model returned by ``load_pretrained``)."""
+    if topk < 1:
+        raise ModelError(f"topk must be >= 1, got {topk}")
+    model = load_pretrained(model_dir, device) if not isinstance(model_dir, nn.Module) \
+        else model_dir.to(device).eval()
+    card = getattr(model, "card", None)
+    if card is None:
+        raise ModelError("predict needs a model folder or a model from load_pretrained")
+    names = card.get("classes") or [str(i) for i in range(int(card["num_classes"]))]
+    k = min(topk, len(names))
+    out: list[list[tuple[str, float]]] = []
+    paths = list(image_paths)
+    for start in range(0, len(paths), batch_size):
+        x = torch.stack([load_image(p, card) for p in paths[start:start + batch_size]])
+        with torch.no_grad():
+            probs = model(x.to(device)).float().softmax(dim=1)  # (B, num_classes)
+        top = probs.topk(k, dim=1)
+        for vals, idx in zip(top.values.tolist(), top.indices.tolist()):
+            out.append([(names[i], float(v)) for v, i in zip(vals, idx)])
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# export of a training run
+
+
+def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys saved from torch.compile'd or DataParallel models carry a wrapper prefix."""
+    out = {}
+    for k, v in state.items():
+        for prefix in ("_orig_mod.", "module."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
+    """Make a model folder from a training run folder: its ``config.json`` says which model
+    on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
+    ``summary.json`` the metrics. Returns ``out_dir``."""
+    run_dir = Path(run_dir)
+    if which not in ("best", "last"):
+        raise ModelError(f"which checkpoint: 'best' or 'last', got {which!r}")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        what = "does not exist" if not run_dir.exists() else "has no config.json"
+        raise ModelError(f"run folder {run_dir} {what}; pass the folder `cnnlab train` wrote")
+    try:
+        run_cfg = json.loads(cfg_path.read_text())
+        model_cfg = dict(run_cfg["config"]["model"])
+        data_cfg = dict(run_cfg["config"].get("data") or {})
+        ds = dict(run_cfg["dataset"])
+        name = model_cfg.pop("name")
+        h, w, c = (int(v) for v in ds["image_shape"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{cfg_path} is not a cnnlab run config (needs config.model.name "
+                         f"and dataset.image_shape): {e!r}") from None
+    classes = ds.get("classes")
+    num_classes = int(ds.get("num_classes") or len(classes or []))
+    if num_classes < 1:
+        raise ModelError(f"{cfg_path} gives no class count (dataset.num_classes)")
+
+    ckpt_path = run_dir / "checkpoints" / f"{which}.pt"
+    if not ckpt_path.is_file():
+        other = "last" if which == "best" else "best"
+        raise ModelError(f"{ckpt_path} does not exist; the run has no '{which}' checkpoint "
+                         f"(try --which {other})")
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = _strip_prefixes(ckpt["model"])
+    except Exception as e:  # noqa: BLE001 - unpickling failures of any kind
+        raise ModelError(f"cannot read weights from {ckpt_path}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:160] if str(e) else ''}") from None
+
+    # The builder arguments: those the trainer recorded from the built model (top-level
+    # "model"), else config.model plus what the trainer adds: the image side as input_size
+    # when the builder takes one (stem="auto" chooses by it; the stems of some families
+    # differ only in strides, so the weights alone could not tell).
+    built = run_cfg.get("model") if isinstance(run_cfg.get("model"), dict) else {}
+    if built.get("name") == name and isinstance(built.get("args"), dict):
+        attempts = [dict(built["args"])]
+    else:
+        attempts = []
+        if "input_size" not in model_cfg and "input_size" in builder_params(name):
+            attempts.append({**model_cfg, "input_size": h})
+        attempts.append(model_cfg)
+    error: ModelError | None = None
+    for args in attempts:
+        try:
+            model = build_and_load(name, num_classes, c, args, state, str(ckpt_path))
+            break
+        except ModelError as e:
+            error = error or e
+    else:
+        raise error  # type: ignore[misc]
+
+    metrics = None
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        try:
+            metrics = json.loads(summary_path.read_text())
+        except ValueError:
+            metrics = None
+    normalized = data_cfg.get("normalize", True) is not False
+    return save_pretrained(
+        model, out_dir, dataset=ds.get("name"), classes=classes,
+        mean=ds.get("mean") if normalized else None, std=ds.get("std") if normalized else None,
+        metrics=metrics, input_size=(h, w),
+        extra={"source_run": str(run_dir.resolve()), "checkpoint": which},
+    )
