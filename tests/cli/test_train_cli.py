@@ -75,3 +75,9 @@ def test_divergence_exits_nonzero(tmp_path, capsys):
 def test_unknown_model_suggests(tmp_path, capsys):
     assert main(["train", "vgq", "--data", "digits", "--out", str(tmp_path / "r")]) == 2
     assert "did you mean vgg" in capsys.readouterr().err
+
+
+def test_layer_norm_residual_vgg_trains(tmp_path):
+    assert main(["train", "vgg", "--data", "digits", "--epochs", "1", "--out",
+                 str(tmp_path / "r"), "--set", "model.norm=ln", "--set", "model.residual=true",
+                 *SMALL]) == 0

@@ -25,7 +25,9 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.layers.blocks import ConvNormAct, init_weights
+from cnnlab.layers.drop import Dropout
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
+from cnnlab.layers.residual import Residual
 from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
 
 
@@ -39,12 +41,21 @@ def conv_norm_act(c_in: int, c_out: int, norm_layer=None, act_layer=nn.ReLU) -> 
 
 
 class VGGBlock(nn.Sequential):
-    """``layers`` conv-norm-act units at ``c_out`` filters, then 2x2 max-pooling."""
+    """``layers`` conv-norm-act units at ``c_out`` filters, then 2x2 max-pooling.
 
-    def __init__(self, c_in: int, c_out: int, layers: int, norm_layer=None, act_layer=nn.ReLU):
+    With ``residual`` the units form the branch of a :class:`~cnnlab.layers.Residual`
+    (the last activation moves after the addition, as in ResNet; a 1x1 projection
+    shortcut when the channel count changes)."""
+
+    def __init__(self, c_in: int, c_out: int, layers: int, norm_layer=None, act_layer=nn.ReLU,
+                 residual: bool = False):
         mods = []
         for i in range(layers):
             mods += conv_norm_act(c_in if i == 0 else c_out, c_out, norm_layer, act_layer)
+        if residual:
+            branch = nn.Sequential(*mods[:-1])  # (B, c_out, H, W), activation after the sum
+            mods = [Residual(branch, "auto", c_in, c_out, norm_layer=norm_layer,
+                             act_layer=act_layer)]
         mods.append(nn.MaxPool2d(2))
         super().__init__(*mods)
 
@@ -63,6 +74,8 @@ class VGGLike(nn.Module):
         act_layer=nn.ReLU,
         input_size: int = 32,
         max_width: int = 0,
+        residual: bool = False,
+        dropout: float = 0.0,
     ):
         super().__init__()
         if blocks < 1 or layers < 1 or width < 1:
@@ -81,18 +94,19 @@ class VGGLike(nn.Module):
             c_out = width * 2**b
             if max_width:
                 c_out = min(c_out, max_width)
-            stages.append(VGGBlock(c_in, c_out, layers, norm_layer, act_layer))
+            stages.append(VGGBlock(c_in, c_out, layers, norm_layer, act_layer, residual))
             c_in = c_out
         self.features = nn.Sequential(*stages)
         self.num_features = c_in
         self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(c_in, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, C_last, H / 2**blocks, W / 2**blocks)
 
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(x).flatten(1))
+        return self.head(self.drop(self.pool(x).flatten(1)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -111,10 +125,15 @@ def vgg(
     norm: str = "none",
     act: str = "relu",
     input_size: int = 32,
+    residual: bool = False,
+    dropout: float = 0.0,
 ) -> VGGLike:
-    """The depth experiment's VGG-like network (no normalization by default)."""
-    return VGGLike(num_classes, in_chans, blocks, layers, width,
-                   get_norm_layer(norm), get_act_layer(act), input_size)
+    """The depth experiment's VGG-like network (no normalization by default).
+
+    ``residual=True`` adds a skip connection around each block's convolutions;
+    ``dropout`` is applied to the pooled features before the linear head."""
+    return VGGLike(num_classes, in_chans, blocks, layers, width, get_norm_layer(norm),
+                   get_act_layer(act), input_size, residual=residual, dropout=dropout)
 
 
 # --- the published configurations -------------------------------------------------------
