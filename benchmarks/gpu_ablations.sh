@@ -6,6 +6,7 @@ archive=$1; out=$2
 export PYTHONPATH=$PWD/src CNNLAB_HOME=/tmp/cnnlab-home PYTHONUNBUFFERED=1
 python3 -m cnnlab data prepare "folder:$archive" > /dev/null 2>&1
 timeout "${REG_LIMIT:-150}" python3 -m cnnlab sweep regularization --data "folder:$archive" \
+    --epochs "${REG_EPOCHS:-15}" \
     --device cuda --workers 5 --out /tmp/reg --no-report > "$out/regularization.log" 2>&1
 python3 -m cnnlab report /tmp/reg > /dev/null
 timeout "${DBR_LIMIT:-90}" python3 -m cnnlab sweep depth-bn-residual --reps 1 \
