@@ -1,82 +1,110 @@
-"""Batched, per-sample augmentation on the device.
+"""Batched, per-sample augmentation on the device: the public entry point.
 
 Every operation takes a float batch ``x`` (B, C, H, W) with values in [0, 1] and an
 explicit ``torch.Generator`` (on x's device) and draws one random parameter per sample
-with tensor ops: no Python loop over samples.
+with tensor ops: no Python loop over samples.  The parts live in
+
+* :mod:`cnnlab.data.geometry`: flips, crop with padding, translation, rotation, shear,
+  scale, random resized crop (fused into one resampling per batch in a pipeline);
+* :mod:`cnnlab.data.color`: brightness, contrast, saturation, hue, grayscale, solarize,
+  posterize, equalize, autocontrast, sharpness, invert, cutout / random erasing, noise;
+* :mod:`cnnlab.data.mixing`: MixUp, CutMix and the per-batch switch (soft targets);
+* :mod:`cnnlab.data.randaugment`: RandAugment(N, M);
+* :mod:`cnnlab.data.pipeline`: ordered pipelines, presets and :func:`build_pipeline`.
+
+    aug = build_pipeline("modern", num_classes=10, image_size=32)
+    x, y = aug(x, y, generator)  # x (B, C, H, W) in [0, 1]; y (B,) -> soft (B, 10)
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from cnnlab.data.augbase import Op
+from cnnlab.data.color import (
+    AutoContrast,
+    Brightness,
+    ColorJitter,
+    Contrast,
+    Cutout,
+    Equalize,
+    GaussianNoise,
+    Grayscale,
+    Hue,
+    Invert,
+    Posterize,
+    RandomErasing,
+    Saturation,
+    Sharpness,
+    Solarize,
+    autocontrast,
+    brightness,
+    contrast,
+    equalize,
+    erase,
+    gaussian_noise,
+    grayscale,
+    hue,
+    invert,
+    posterize,
+    saturation,
+    sharpness,
+    solarize,
+)
+from cnnlab.data.geometry import (
+    Crop,
+    HFlip,
+    ResizedCrop,
+    Rotate,
+    Scale,
+    Shear,
+    Translate,
+    VFlip,
+    affine,
+    flip_mask,
+    hflip,
+    random_crop,
+    random_hflip,
+    random_vflip,
+    rotate,
+    scale,
+    shear,
+    shift,
+    translate,
+    vflip,
+)
+from cnnlab.data.mixing import CutMix, MixUp, MixUpCutMix, cutmix, mixup, soft_targets
+from cnnlab.data.pipeline import OPS, PRESETS, Pipeline, build_pipeline, make_op
+from cnnlab.data.randaugment import RandAugment
 
 
-def flip_mask(batch: int, p: float, generator: torch.Generator, device=None) -> torch.Tensor:
-    """(B,) bool: which samples to flip."""
-    return torch.rand(batch, generator=generator, device=device) < p
+class FlipCrop(Pipeline):
+    """The classic CIFAR recipe: random crop with padding, then horizontal flip.
 
-
-def hflip(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Flip left-right exactly the rows where ``mask`` (B,) is true."""
-    return torch.where(mask[:, None, None, None], x.flip(-1), x)
-
-
-def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    return hflip(x, flip_mask(len(x), p, generator, x.device))
-
-
-def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int,
-              mode: str = "constant") -> torch.Tensor:
-    """Per-sample integer shift: the crop at offset (pad + dy, pad + dx) of the padded image.
-
-    dy, dx: (B,) int in [-pad, pad]. Output pixel (i, j) = padded[i + pad + dy, j + pad + dx],
-    so content moves by (-dy, -dx). Implemented as one gather over the padded batch.
+    Both run as one exact (nearest) resampling per batch.  ``mode``: ``constant``
+    (zero padding) or ``reflect``.
     """
-    b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)  # (B, C, H+2p, W+2p)
-    rows = (torch.arange(h, device=x.device)[None, :] + (dy + pad)[:, None])  # (B, H)
-    cols = (torch.arange(w, device=x.device)[None, :] + (dx + pad)[:, None])  # (B, W)
-    wp = w + 2 * pad
-    flat = rows[:, :, None] * wp + cols[:, None, :]  # (B, H, W) index into padded H*W plane
-    out = padded.flatten(2).gather(2, flat.flatten(1)[:, None, :].expand(b, c, h * w))
-    return out.view(b, c, h, w)
-
-
-def random_crop(x: torch.Tensor, generator: torch.Generator, pad: int = 4,
-                mode: str = "constant") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Random crop with ``pad`` pixels of padding; returns (x, dy, dx) with the drawn offsets."""
-    b = len(x)
-    dy = torch.randint(-pad, pad + 1, (b,), generator=generator, device=x.device)
-    dx = torch.randint(-pad, pad + 1, (b,), generator=generator, device=x.device)
-    return translate(x, dy, dx, pad, mode), dy, dx
-
-
-class FlipCrop:
-    """The classic CIFAR recipe: random crop with padding, then horizontal flip."""
 
     def __init__(self, pad: int = 4, flip_p: float = 0.5, mode: str = "constant"):
         self.pad, self.flip_p, self.mode = pad, flip_p, mode
-
-    def __call__(self, x, y, generator):
-        if self.pad:
-            x = random_crop(x, generator, self.pad, self.mode)[0]
-        if self.flip_p:
-            x = random_hflip(x, generator, self.flip_p)
-        return x, y
+        ops: list[Op] = [Crop(pad=pad, padding=mode)] if pad else []
+        ops += [HFlip(flip_p)] if flip_p else []
+        super().__init__(ops, "flip-crop")
 
     def __repr__(self) -> str:
         return f"FlipCrop(pad={self.pad}, flip_p={self.flip_p}, mode={self.mode!r})"
 
 
-def build_pipeline(spec, num_classes: int, image_size: int = 32):
-    """Turn ``data.augment`` (a preset name or a list of op tables) into a callable
-    ``(x, y, generator) -> (x, y)``, or None for no augmentation."""
-    if spec in (None, "", "none", False):
-        return None
-    if spec == "flip-crop":
-        return FlipCrop(pad=max(1, image_size // 8))
-    if spec == "flip":
-        return FlipCrop(pad=0)
-    from cnnlab.errors import ConfigError
-
-    raise ConfigError(f"data.augment = {spec!r} is not a known pipeline; try none, flip, flip-crop")
+__all__ = [
+    "OPS", "PRESETS", "Op", "Pipeline", "FlipCrop", "build_pipeline", "make_op",
+    # geometry
+    "flip_mask", "hflip", "vflip", "random_hflip", "random_vflip", "translate", "random_crop",
+    "affine", "rotate", "shift", "shear", "scale",
+    "HFlip", "VFlip", "Crop", "Translate", "Rotate", "Shear", "Scale", "ResizedCrop",
+    # colour
+    "brightness", "contrast", "saturation", "hue", "grayscale", "solarize", "posterize",
+    "equalize", "autocontrast", "sharpness", "invert", "erase", "gaussian_noise",
+    "Brightness", "Contrast", "Saturation", "Hue", "ColorJitter", "Grayscale", "Solarize",
+    "Posterize", "Equalize", "AutoContrast", "Sharpness", "Invert", "Cutout", "RandomErasing",
+    "GaussianNoise",
+    # mixing and RandAugment
+    "mixup", "cutmix", "soft_targets", "MixUp", "CutMix", "MixUpCutMix", "RandAugment",
+]

@@ -92,15 +92,22 @@ class DeviceLoader:
         return torch.randperm(n, generator=g).to(self.device)
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, C) -> float (B, C, H, W) in [0, 1]."""
-        return images.permute(0, 3, 1, 2).float().div_(255.0)
+        """uint8 (B, H, W, C) -> contiguous float (B, C, H, W) in [0, 1]."""
+        # transpose while still 1 byte per value, then one conversion pass: the contiguous
+        # result makes the augmentation's resampling and the normalization cheaper
+        return images.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is not None:
-            x = (x - self.mean) / self.std
-        if self.channels_last:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous()
+        """``(x - mean) / std`` per channel, returned in the loader's memory format."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if self.mean is None:
+            return x.contiguous(memory_format=fmt)
+        if x.is_contiguous(memory_format=fmt):
+            # the batch is the loader's own (a fresh conversion or the augment's output):
+            # normalizing in place saves writing, and first touching, a new 6 MB buffer
+            return x.sub_(self.mean).div_(self.std)
+        out = torch.empty_like(x, memory_format=fmt)  # one pass also changes the layout
+        return torch.sub(x, self.mean, out=out).div_(self.std)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self.order(self.epoch)
@@ -111,7 +118,9 @@ class DeviceLoader:
             self.generator.manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
         for b in range(self.batch, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            x, y = self.to_float(self.images[idx]), self.labels[idx]
+            # index_select copies whole rows: ~10x faster than advanced indexing on CPU
+            x = self.to_float(self.images.index_select(0, idx))
+            y = self.labels.index_select(0, idx)
             if self.augment is not None:
                 x, y = self.augment(x, y, self.generator)
             self.batch = b + 1
