@@ -1,32 +1,44 @@
-"""cnnlab: build, train and compare deep convolutional networks for image classification."""
+"""cnnlab: build, train and compare deep convolutional networks for image classification.
+
+Public names are imported on first use, so ``import cnnlab`` (and a CLI command that
+needs no tensors) starts without loading torch.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from cnnlab.config import RunConfig, load_config  # noqa: E402
-from cnnlab.errors import CnnlabError, ConfigError, DataError, ModelError  # noqa: E402
-from cnnlab.models import create_model, list_models, model_info, register_model  # noqa: E402
-
 _LAZY = {
-    # name -> module that defines it; imported on first use to keep `import cnnlab` light
-    "load_dataset": "cnnlab.data",
-    "fit": "cnnlab.train",
-    "Trainer": "cnnlab.train",
+    # name -> module that defines it
+    "RunConfig": "cnnlab.config",
+    "load_config": "cnnlab.config",
+    "CnnlabError": "cnnlab.errors",
+    "ConfigError": "cnnlab.errors",
+    "DataError": "cnnlab.errors",
+    "ModelError": "cnnlab.errors",
+    "TrainingError": "cnnlab.errors",
+    "create_model": "cnnlab.models.registry",
+    "list_models": "cnnlab.models.registry",
+    "model_info": "cnnlab.models.registry",
+    "register_model": "cnnlab.models.registry",
+    "load_dataset": "cnnlab.data.sources",
+    "fit": "cnnlab.train.run",
+    "Trainer": "cnnlab.train.trainer",
     "sweep": "cnnlab.experiments",
     "precise_bn": "cnnlab.train.precise_bn",
     "save_pretrained": "cnnlab.models.hub",
     "load_pretrained": "cnnlab.models.hub",
+    "predict": "cnnlab.models.hub",
+    "export_run": "cnnlab.models.hub",
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in ("train", "models", "data", "layers", "experiments", "report"):
+        return importlib.import_module(f"cnnlab.{name}")
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
 
 
-__all__ = [
-    "CnnlabError", "ConfigError", "DataError", "ModelError", "RunConfig", "create_model",
-    "list_models", "load_config", "model_info", "register_model", *_LAZY,
-]
+__all__ = list(_LAZY)

@@ -96,3 +96,19 @@ def test_help(capsys, argv):
 def test_data_without_action_prints_usage(capsys):
     assert main(["data"]) == 2
     assert "info" in capsys.readouterr().out
+
+
+def test_info_summary_is_cached_and_needs_no_torch(tmp_path, monkeypatch):
+    """The second `data info` for the same file prints the stored summary: no torch import."""
+    import subprocess
+    import sys
+
+    from cnnlab.cli import main
+
+    assert main(["data", "info", "digits"]) == 0
+    code = ("import sys; from cnnlab.cli import main; rc = main(['data', 'info', 'digits']); "
+            "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "classes   10" in out.stdout

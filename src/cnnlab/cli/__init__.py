@@ -14,16 +14,22 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
 COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub")
+# commands registered by a module whose name differs from the command
+ALIASES = {"export": "hub", "predict": "hub"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``argv`` naming a command, only that command's module is
+    imported (a command that needs no torch starts fast)."""
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="Build, train and compare convolutional networks for image classification.",
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    first = next((a for a in argv or [] if not a.startswith("-")), None)
+    chosen = ALIASES.get(first, first)
+    for name in [chosen] if chosen in COMMAND_MODULES else COMMAND_MODULES:
         try:
             module = importlib.import_module(f"cnnlab.cli.{name}")
         except ModuleNotFoundError as e:
@@ -35,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

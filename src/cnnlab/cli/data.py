@@ -7,10 +7,9 @@ import json
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
-from cnnlab.data.cache import cache_dir
-from cnnlab.data.dataset import Dataset
-from cnnlab.data.sources import KNOWN_SPECS, load_dataset
+from cnnlab.data.cache import cache_dir, text_key
 
 SPECS_HELP = """\
 dataset specs:
@@ -27,7 +26,7 @@ mirror: $CNNLAB_MIRROR=URL fetches files from URL/<dataset>/<file>"""
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", metavar="SPEC", help=f"dataset: {', '.join(KNOWN_SPECS)}")
+    p.add_argument("spec", metavar="SPEC", help="dataset spec (see below)")
     p.add_argument("--root", metavar="DIR", help="cache folder (default: see below)")
     p.add_argument("--resize", type=int, default=0, metavar="N",
                    help="resize every image to NxN (needed for folders of mixed sizes)")
@@ -77,8 +76,10 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _load(args: argparse.Namespace, download: bool = True) -> Dataset:
+def _load(args: argparse.Namespace, download: bool = True):
     # warnings (skipped files, ignored val/) become one "cnnlab: warning:" line each
+    from cnnlab.data.sources import load_dataset  # torch: only when data must be read
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_dataset(
@@ -90,7 +91,7 @@ def _load(args: argparse.Namespace, download: bool = True) -> Dataset:
     return ds
 
 
-def summary(ds: Dataset, root: str | None = None) -> dict:
+def summary(ds, root: str | None = None) -> dict:
     """What ``data info`` prints, as a JSON-able dict."""
     splits = ds.splits()
     mean, std = ds.train.mean_std()
@@ -138,10 +139,44 @@ def _format(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _info_path(args: argparse.Namespace) -> Path | None:
+    """Where the summary of this exact request is kept, keyed by the arguments and, for a
+    file, its absolute path, size and modification time (a folder tree is always re-read)."""
+    fingerprint: list = [args.spec, args.resize, args.skip_bad, args.val_fraction,
+                         args.test_fraction, args.split_seed]
+    _, _, path = args.spec.partition(":")
+    if path:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            return None
+        st = p.stat()
+        fingerprint += [str(p.resolve()), st.st_size, st.st_mtime_ns]
+    return cache_dir(args.root) / "info" / f"{text_key(*fingerprint)}.json"
+
+
 def run_info(args: argparse.Namespace) -> int:
-    """``cnnlab data info``: load the dataset and print its summary."""
-    ds = _load(args, download=not args.no_download)
-    s = summary(ds, args.root)
+    """``cnnlab data info``: load the dataset and print its summary.
+
+    The summary is cached: asking again prints it without loading torch or the images."""
+    cached = _info_path(args)
+    s = None
+    if cached is not None and cached.is_file():
+        try:
+            s = json.loads(cached.read_text())
+            if s.get("cache") and not Path(s["cache"]).exists():
+                s = None  # the decoded data was removed: read the source again
+        except (OSError, ValueError):
+            s = None
+    if s is None:
+        ds = _load(args, download=not args.no_download)
+        s = summary(ds, args.root)
+        if cached is not None:
+            from cnnlab.utils.io import atomic_write_json
+
+            try:
+                atomic_write_json(cached, s)
+            except OSError:
+                pass  # a read-only cache only costs speed
     print(json.dumps(s, indent=1) if args.json else _format(s))
     return 0
 
