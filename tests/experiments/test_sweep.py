@@ -161,3 +161,20 @@ def test_cli_sweep_list_and_report(tmp_path, capsys):
     assert "seed-depth" in capsys.readouterr().out
     assert main(["sweep", "no-such-preset"]) == 2
     assert "unknown sweep preset" in capsys.readouterr().err
+
+
+def test_failed_runs_are_retried_but_diverged_kept(tmp_path):
+    from cnnlab.experiments.store import ResultsStore
+
+    spec = {**TINY, "reps": 1, "grid": {"model.blocks": [1]}}
+    first = sweep(spec, tmp_path / "s", workers=1, report=False, log=lambda *a: None)
+    row = dict(first.runs[0], status="failed", error="worker process died")
+    with ResultsStore(tmp_path / "s" / "results.sqlite") as store:
+        store.record_run(row, [])
+    again = sweep(spec, tmp_path / "s", workers=1, report=False, log=lambda *a: None)
+    assert again.ran == 1 and again.runs[0]["status"] in ("ok", "stuck")
+    row = dict(again.runs[0], status="diverged")
+    with ResultsStore(tmp_path / "s" / "results.sqlite") as store:
+        store.record_run(row, [])
+    third = sweep(spec, tmp_path / "s", workers=1, report=False, log=lambda *a: None)
+    assert third.ran == 0 and third.runs[0]["status"] == "diverged"

@@ -202,7 +202,9 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
 
                 shutil.rmtree(folder / "runs", ignore_errors=True)
             store.set_sweep(spec.name, spec.to_dict(), spec.axes)
-            done = store.finished(spec.name)
+            # finished runs are kept; crashed ones ("failed") are tried again
+            done = {(r["cell"], r["rep"]) for r in store.runs(spec.name)
+                    if r["status"] != "failed"}
             tasks = []
             for cell in spec.cells():
                 for rep in range(spec.reps):

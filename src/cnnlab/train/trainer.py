@@ -102,15 +102,18 @@ class Trainer:
         self.epoch_done = True
         self._epoch_t0 = time.perf_counter()
         self._reset_accumulators()
-        self.callbacks = self._default_callbacks(progress) + list(callbacks or [])
+        self.callbacks = self._default_callbacks(progress, list(callbacks or []))
 
     # ----------------------------------------------------------------- set-up
-    def _default_callbacks(self, progress: bool | None) -> list[Callback]:
+    def _default_callbacks(self, progress: bool | None, user: list[Callback]) -> list[Callback]:
+        """Early stopping and the user's callbacks first, so that the checkpoint written at
+        an epoch's end holds their state after that epoch; then checkpoint, log, progress."""
         t = self.config.train
         cbs: list[Callback] = []
         if t.early_stopping:
             cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
                                      restore_best=t.restore_best))
+        cbs += user
         if self.out_dir is not None:
             if t.checkpoint:
                 cbs.append(Checkpoint(self.out_dir / "checkpoints", t.monitor,
@@ -368,13 +371,23 @@ class Trainer:
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() if self.scaler else None,
             loader=self.train_loader.state_dict(),
-            callbacks=[cb.state_dict() for cb in self.callbacks],
+            callbacks={key: cb.state_dict() for key, cb in self._callback_keys().items()},
             rng=rng_state(),
             accumulators={"loss": self.acc["loss"].cpu(), "correct": self.acc["correct"].cpu(),
                           "count": self.acc["count"], "time": self.acc["time"]},
             stop_training=self.stop_training,
         )
         return state
+
+    def _callback_keys(self) -> dict[str, Callback]:
+        """Callbacks by class name and occurrence ("EarlyStopping#0"), so a checkpoint's
+        states find their callbacks even when a run resumes with other callbacks added."""
+        keys: dict[str, Callback] = {}
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            n = sum(k.startswith(f"{name}#") for k in keys)
+            keys[f"{name}#{n}"] = cb
+        return keys
 
     def save(self, path: Path, weights_only_state: bool = False, keep_previous: bool = True):
         state = self.state_dict(weights_only_state)
@@ -390,8 +403,9 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
-        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
-            cb.load_state_dict(cb_state)
+        for key, cb in self._callback_keys().items():
+            if key in state["callbacks"]:
+                cb.load_state_dict(state["callbacks"][key])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = list(state["history"])
         acc = state["accumulators"]
