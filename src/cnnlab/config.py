@@ -223,20 +223,24 @@ def from_dict(table: dict, base: RunConfig | None = None) -> RunConfig:
     return apply_overrides(base or RunConfig(), _flatten(table))
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """Parse a TOML file; a missing file or a syntax error is a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | dict | None = None
 ) -> RunConfig:
     """Load a TOML run file (optional) then apply overrides."""
     cfg = RunConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            table = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{path}: invalid TOML: {e}") from None
-        cfg = from_dict(table, cfg)
+        cfg = from_dict(read_toml(path), cfg)
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg

@@ -23,13 +23,13 @@ when every op in the run is exact on the pixel grid, e.g. crop + flip).
 from __future__ import annotations
 
 import difflib
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnlab.config import read_toml
 from cnnlab.data.augbase import Op
 from cnnlab.data.color import COLOR_OPS
 from cnnlab.data.geometry import GEOMETRIC_OPS, GeometricOp, affine
@@ -215,13 +215,7 @@ PRESETS = ("none", "flip", "flip-crop", "randaugment", "mixup", "cutmix", "moder
 
 def load_pipeline_file(path: str | Path) -> Any:
     """Read ``augment = ...`` (top level or under ``[data]``) from a TOML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pipeline file not found: {path}")
-    try:
-        table = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+    table = read_toml(path, "pipeline file")
     if "augment" in table:
         return table["augment"]
     if isinstance(table.get("data"), dict) and "augment" in table["data"]:

@@ -18,6 +18,7 @@ Presets ship as ``cnnlab/experiments/presets/NAME.toml``.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import itertools
 import tomllib
@@ -26,7 +27,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import RunConfig, apply_overrides, from_dict
+from cnnlab.config import RunConfig, apply_overrides, from_dict, read_toml
 from cnnlab.errors import ConfigError
 
 VARIANT_AXIS = "variant"
@@ -163,22 +164,12 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
     """A preset name (``seed-depth``) or a path to a sweep TOML file."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"sweep file not found: {path}")
-        text, default_name = path.read_text(), path.stem
-    else:
-        presets = list_presets()
-        if str(name_or_path) not in presets:
-            import difflib
-
-            close = difflib.get_close_matches(str(name_or_path), presets, n=2)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigError(f"unknown sweep preset '{name_or_path}'{hint} "
-                              f"(presets: {', '.join(presets)}; or give a .toml file)")
-        text = (resources.files("cnnlab.experiments.presets") / f"{name_or_path}.toml").read_text()
-        default_name = str(name_or_path)
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{name_or_path}: invalid TOML: {e}") from None
-    return spec_from_dict(table, default_name)
+        return spec_from_dict(read_toml(path, "sweep file"), path.stem)
+    presets = list_presets()
+    if str(name_or_path) not in presets:
+        close = difflib.get_close_matches(str(name_or_path), presets, n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"unknown sweep preset '{name_or_path}'{hint} "
+                          f"(presets: {', '.join(presets)}; or give a .toml file)")
+    text = (resources.files("cnnlab.experiments.presets") / f"{name_or_path}.toml").read_text()
+    return spec_from_dict(tomllib.loads(text), str(name_or_path))
