@@ -259,6 +259,7 @@ def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, tota
                         try:
                             out = fut.result()
                         except BrokenProcessPool:
+                            running[fut] = task  # recorded as failed below, with the rest
                             raise
                         except Exception as e:  # noqa: BLE001 - pickling or worker error
                             out = {"row": {"sweep": task.sweep, "cell": task.cell.key,
