@@ -204,7 +204,13 @@ def _decode_all(reader: _Reader, resize: int, progress: bool | None
             while chunk := list(islice(items, CHUNK)):
                 yield chunk
 
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with warnings.catch_warnings():
+            # Python 3.12 warns on fork() in a threaded process (torch's thread pools);
+            # the workers only run Pillow on bytes and never touch torch, so it is safe
+            warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead",
+                                    category=DeprecationWarning)
+            pool = multiprocessing.get_context("fork").Pool(workers)
+        with pool:
             pending: deque = deque()
 
             def collect() -> None:
