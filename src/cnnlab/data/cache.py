@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.utils.io import fsync_dir  # noqa: F401 (used here and re-exported)
+
 CACHE_VERSION = 1  # bump when the stored layout or the decoding changes meaning
 
 _CHUNK = 1 << 20  # bytes read per step when hashing
@@ -60,20 +62,6 @@ def text_key(*parts: object) -> str:
         h.update(repr(p).encode())
         h.update(b"\0")
     return h.hexdigest()
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (the rename of a child) to disk; a no-op where unsupported."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def temp_sibling(path: Path) -> Path:

@@ -9,7 +9,6 @@ the rest of :mod:`cnnlab.report.tables` do not.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from cnnlab.report.tables import (
     table_rows,
     varying_axes,
 )
+from cnnlab.utils.io import atomic_write_text
 
 __all__ = [
     "METRICS",
@@ -110,13 +110,6 @@ def load_sweep(sweep_dir: str | Path, sweep: str | None = None) -> SweepResults:
     return SweepResults(sweep, runs, axes, curves, meta["spec"] if meta else None, store_path)
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def _notes(cells: list[CellSummary], metric_label: str) -> list[str]:
     n_runs = sum(c.n_runs for c in cells)
     counts = {s: sum(c.count(s) for c in cells) for s in ("ok", "stuck", "diverged", "failed")}
@@ -155,8 +148,8 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
     if failures:
         md += "\n## Failed or diverged runs\n\n" + "".join(f"- {f}\n" for f in failures)
     paths: dict[str, Path] = {
-        "table_md": _atomic_text(out / "table.md", md),
-        "table_csv": _atomic_text(out / "table.csv", table_csv(cells, res.axes, m)),
+        "table_md": atomic_write_text(out / "table.md", md),
+        "table_csv": atomic_write_text(out / "table.csv", table_csv(cells, res.axes, m)),
     }
     if len(grid_axes) >= 2:
         paths["heatmap"] = plots.plot_heatmap(cells, grid_axes, out / "heatmap.png", m,

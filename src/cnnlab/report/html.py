@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from cnnlab.utils.io import atomic_write_text
 
 __all__ = ["render_html", "write_html"]
 
@@ -49,8 +50,4 @@ def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
 
 def write_html(path: str | Path, page: str) -> Path:
     """Write ``page`` to ``path`` atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, page)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from cnnlab.report.tables import (
     short_axis_names,
     summarize,
 )
+from cnnlab.utils.io import atomic_write
 
 __all__ = ["plot_curves", "plot_grid", "plot_heatmap", "plot_line", "plot_metric_vs_params"]
 
@@ -55,12 +55,8 @@ MAX_HEATMAP_PANELS = 12  # beyond this many combinations of extra axes, average 
 
 def _save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically (a reader never sees half a PNG)."""
-    path = Path(path)
     FigureCanvasAgg(fig)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp)  # constrained layout already fits everything in the figure
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png"))
 
 
 def _scale(metric: Metric) -> float:
