@@ -206,15 +206,15 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
     return new
 
 
-def _flatten(table: dict, prefix: str = "") -> dict[str, Any]:
+def _flatten(table: dict) -> dict[str, Any]:
+    """``{"optim": {"lr": 0.1}, "train.epochs": 3}`` -> ``{"optim.lr": 0.1, "train.epochs": 3}``
+    (one level: values below a group, such as inline augment tables, stay as they are)."""
     out = {}
     for k, v in table.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and not key.startswith("model."):
-            if prefix == "" and k in ("data", "optim", "train", "model"):
-                out.update(_flatten(v, key + "."))
-                continue
-        out[key] = v
+        if k in ("data", "model", "optim", "train") and isinstance(v, dict):
+            out.update({f"{k}.{name}": value for name, value in v.items()})
+        else:
+            out[k] = v
     return out
 
 

@@ -11,8 +11,10 @@ import contextlib
 import ctypes
 import datetime as _dt
 import fcntl
+import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -106,12 +108,16 @@ class Task:
     config: RunConfig
     run_dir: str
 
+    def row(self, **fields) -> dict:
+        """A results-store row for this task: its key and identity plus ``fields``."""
+        return {"sweep": self.sweep, "cell": self.cell.key, "cell_params": self.cell.params,
+                "rep": self.rep, "seed": self.seed, "run_dir": self.run_dir, **fields}
+
 
 def run_task(task: Task) -> dict:
     """Worker: train one (cell, rep); never raises, returns the row and curves."""
     start = time.perf_counter()
-    row = {"sweep": task.sweep, "cell": task.cell.key, "cell_params": task.cell.params,
-           "rep": task.rep, "seed": task.seed, "run_dir": task.run_dir}
+    row = task.row()
     try:
         from cnnlab.train.run import train_run
 
@@ -146,8 +152,6 @@ def run_task(task: Task) -> dict:
 
 
 def _run_info(run_dir: str) -> dict:
-    import json
-
     with contextlib.suppress(OSError, ValueError, KeyError):
         return json.loads((Path(run_dir) / "config.json").read_text())["dataset"]
     return {}
@@ -198,8 +202,6 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
         try:
             if force:
                 store.delete_sweep(spec.name)
-                import shutil
-
                 shutil.rmtree(folder / "runs", ignore_errors=True)
             store.set_sweep(spec.name, spec.to_dict(), spec.axes)
             # finished runs are kept; crashed ones ("failed") are tried again
@@ -242,6 +244,13 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
 def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
              done_before: int) -> None:
     finished = done_before
+
+    def record(row: dict, curves: list[dict]) -> None:
+        nonlocal finished
+        store.record_run(row, curves)
+        finished += 1
+        _log_row(log, row, finished, total)
+
     pending = list(reversed(tasks))  # pop() from the end keeps the grid order
     ctx = get_context("spawn")  # CUDA-safe; workers import torch once and reuse the data
     while pending:
@@ -255,32 +264,21 @@ def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, tota
                         running[pool.submit(run_task, task)] = task
                     complete, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in complete:
-                        task = running.pop(fut)
                         try:
                             out = fut.result()
                         except BrokenProcessPool:
-                            running[fut] = task  # recorded as failed below, with the rest
-                            raise
+                            raise  # the task stays in `running`: recorded below
                         except Exception as e:  # noqa: BLE001 - pickling or worker error
-                            out = {"row": {"sweep": task.sweep, "cell": task.cell.key,
-                                           "cell_params": task.cell.params, "rep": task.rep,
-                                           "seed": task.seed, "run_dir": task.run_dir,
-                                           "status": "failed", "error": f"{type(e).__name__}: {e}"},
+                            error = f"{type(e).__name__}: {e}"
+                            out = {"row": running[fut].row(status="failed", error=error),
                                    "curves": []}
-                        store.record_run(out["row"], out["curves"])
-                        finished += 1
-                        _log_row(log, out["row"], finished, total)
+                        del running[fut]
+                        record(out["row"], out["curves"])
             except BrokenProcessPool:
                 # a worker died hard (e.g. out of memory): record the runs it held, go on
                 for task in running.values():
-                    row = {"sweep": task.sweep, "cell": task.cell.key,
-                           "cell_params": task.cell.params, "rep": task.rep, "seed": task.seed,
-                           "run_dir": task.run_dir, "status": "failed",
-                           "error": "worker process died (out of memory or killed)"}
-                    store.record_run(row, [])
-                    finished += 1
-                    _log_row(log, row, finished, total)
-                continue
+                    record(task.row(status="failed",
+                                    error="worker process died (out of memory or killed)"), [])
 
 
 def _log_row(log, row: dict, finished: int, total: int) -> None:
