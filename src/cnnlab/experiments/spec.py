@@ -90,8 +90,8 @@ class SweepSpec:
         return apply_overrides(cfg, self.overrides) if self.overrides else cfg
 
     def run_config(self, cell: Cell, rep: int) -> RunConfig:
+        # grid values are applied last: they win over base and user overrides
         cfg = apply_overrides(self.base_config(), cell.overrides)
-        # user overrides win over grid values only for non-axis keys (checked in validate)
         return apply_overrides(cfg, {"train.seed": self.run_seed(cell, rep)})
 
     def validate(self) -> None:
@@ -110,7 +110,8 @@ class SweepSpec:
                     raise ConfigError(f"sweep '{self.name}': variant(s) {missing} have no "
                                       f"[variants.NAME] table")
         base = self.base_config()  # raises on a bad base key
-        for cell in self.cells()[:1] + self.cells()[-1:]:
+        cells = self.cells()
+        for cell in (cells[0], cells[-1]):
             apply_overrides(base, cell.overrides)  # raises on a bad axis key or value
 
 
