@@ -11,14 +11,13 @@ registry checks it against the builder's signature.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,7 @@ class DataConfig:
     drop_last: bool = True
     root: str = ""  # cache/data folder override ("" = default)
     resize: int = 0  # 0 = keep; otherwise square side for folder sources of mixed sizes
+    skip_bad: bool = False  # folder sources: skip unreadable image files with a warning
     limit: int = 0  # 0 = all; else keep the first N training images (quick runs)
 
 
@@ -160,9 +160,7 @@ def parse_value(text: str) -> Any:
 
 
 def _unknown_key(key: str, known: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return ConfigError(f"unknown config key '{key}'{hint}")
+    return ConfigError(f"unknown config key '{key}'{did_you_mean(key, known, n=3)}")
 
 
 def known_keys() -> list[str]:
@@ -265,11 +263,8 @@ def validate(cfg: RunConfig) -> None:
     for key, allowed in CHOICES.items():
         value = flat[key]
         if value not in allowed:
-            close = difflib.get_close_matches(str(value), allowed, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(
-                f"{key} = {value!r} is not one of {', '.join(allowed)}{hint}"
-            )
+            raise ConfigError(f"{key} = {value!r} is not one of {', '.join(allowed)}"
+                              f"{did_you_mean(value, allowed)}")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.data.eval_batch_size < 1:

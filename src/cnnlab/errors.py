@@ -19,3 +19,24 @@ class ModelError(CnnlabError, ValueError):
 
 class TrainingError(CnnlabError):
     """A run that cannot start or continue (bad labels, resume mismatch, bad checkpoint)."""
+
+
+def close_matches(word: str, choices, n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The ``n`` choices closest in spelling to ``word`` (difflib ratio >= ``cutoff``)."""
+    import difflib
+
+    return difflib.get_close_matches(str(word), [str(c) for c in choices], n=n, cutoff=cutoff)
+
+
+def did_you_mean(word: str, choices, n: int = 1, cutoff: float = 0.6) -> str:
+    """The suggestion every "unknown ..." message ends with, or "" when nothing is close.
+
+    One suggestion reads `` (did you mean 'adam'?)``; several (``n > 1``) read
+    ``; did you mean optim.lr, optim.lrs?``.
+    """
+    close = close_matches(word, choices, n=n, cutoff=cutoff)
+    if not close:
+        return ""
+    if n == 1:
+        return f" (did you mean '{close[0]}'?)"
+    return f"; did you mean {', '.join(close)}?"

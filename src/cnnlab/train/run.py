@@ -34,13 +34,14 @@ _DATA_CACHE: dict[tuple, Dataset] = {}
 def prepare_data(cfg: RunConfig) -> Dataset:
     """Load ``cfg.data.spec`` with its test/validation carving (cached per process)."""
     d = cfg.data
-    key = (d.spec, d.root, d.val_fraction, d.test_fraction, d.split_seed, d.resize, d.limit)
+    key = (d.spec, d.root, d.val_fraction, d.test_fraction, d.split_seed, d.resize, d.skip_bad,
+           d.limit)
     if key not in _DATA_CACHE:
         from cnnlab.data import load_dataset
 
         ds = load_dataset(d.spec, d.root or None, val_fraction=d.val_fraction,
                           test_fraction=d.test_fraction, split_seed=d.split_seed,
-                          resize=d.resize)
+                          resize=d.resize, skip_bad=d.skip_bad)
         if d.limit and d.limit < len(ds.train):
             ds.train = ds.train.subset(torch.arange(d.limit))
         _DATA_CACHE.clear()  # keep one dataset in memory at a time
