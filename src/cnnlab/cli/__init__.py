@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
+    shown_before = warnings.showwarning
+    warnings.showwarning = _one_line_warning
     try:
         return int(args.func(args) or 0)
     except CnnlabError as e:
@@ -55,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown_before
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning the library raises for the user (skipped files, ...) as one line, without
+    Python's source-location lines."""
+    print(f"cnnlab: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
+from cnnlab.cli.options import add_data_options, add_quiet_option
 from cnnlab.config import parse_value
 from cnnlab.data.pipeline import OPS, PRESETS
 
@@ -31,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Apply a pipeline to a few training images and write a PNG grid: the originals "
             "in the first column, augmented versions beside each, every image labelled with "
             "its class (MixUp / CutMix: the mixed label weights).", 78))
-    preview.add_argument("--data", required=True, metavar="SPEC",
-                         help="dataset spec, e.g. digits, cifar10, folder:PATH")
+    add_data_options(preview, required=True)
     preview.add_argument("--pipeline", required=True, metavar="NAME_OR_FILE",
                          help="preset name, TOML file or inline list of op tables")
     preview.add_argument("--out", required=True, metavar="PNG", help="output image file")
@@ -41,8 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="augmented versions per original (default 6)")
     preview.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     preview.add_argument("--root", metavar="DIR", help="dataset cache folder")
-    preview.add_argument("--resize", type=int, default=0, metavar="N",
-                         help="resize every image to NxN (folders of mixed sizes)")
+    add_quiet_option(preview)
     preview.set_defaults(func=run_preview)
     augment.set_defaults(func=lambda args: (augment.print_help(), 2)[1])
 
@@ -68,7 +67,8 @@ def run_preview(args: argparse.Namespace) -> int:
     if args.n < 1 or args.k < 1:
         raise ConfigError(f"--n and --k must be >= 1, got --n {args.n} --k {args.k}")
     spec = pipeline_spec(args.pipeline)
-    ds = load_dataset(args.data, args.root, test_fraction=0.0, resize=args.resize)
+    ds = load_dataset(args.data, args.root, test_fraction=0.0, resize=args.resize or 0,
+                      skip_bad=bool(args.skip_bad), progress=False if args.quiet else None)
     out = preview_grid(ds.train, spec, args.out, n=args.n, k=args.k, seed=args.seed,
                        title=None)
     print(f"wrote {out}: {args.n} {args.data} images x {args.k} augmentations "

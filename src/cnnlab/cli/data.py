@@ -9,6 +9,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
+from cnnlab.cli.options import add_quiet_option
 from cnnlab.data.cache import cache_dir, text_key
 
 SPECS_HELP = """\
@@ -39,6 +40,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "test split (default 0.2)")
     p.add_argument("--split-seed", type=int, default=0, metavar="S",
                    help="seed of the held-out splits (default 0)")
+    add_quiet_option(p)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,7 +87,8 @@ def _load(args: argparse.Namespace, download: bool = True):
         ds = load_dataset(
             args.spec, args.root, val_fraction=args.val_fraction,
             test_fraction=args.test_fraction, split_seed=args.split_seed, resize=args.resize,
-            skip_bad=args.skip_bad, download=download)
+            skip_bad=args.skip_bad, download=download,
+            progress=False if args.quiet else None)
     for w in caught:
         print(f"cnnlab: warning: {w.message}", file=sys.stderr)
     return ds

@@ -11,14 +11,16 @@ import argparse
 import hashlib
 import inspect
 import json
-import sys
 from pathlib import Path
 
 import torch
 
 import cnnlab
+from cnnlab.cli.options import add_quiet_option
 from cnnlab.errors import CnnlabError, ModelError
 from cnnlab.models.registry import get_entry, list_models, model_info, suggest_models
+from cnnlab.utils.progress import progress_enabled
+from cnnlab.utils.table import text_table
 
 EPILOG = """\
 columns:
@@ -49,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="side of the small-image FLOPs column (default 32)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--no-cache", action="store_true", help="recompute every card")
+    add_quiet_option(p)
     p.set_defaults(func=run)
 
 
@@ -115,7 +118,8 @@ def card_row(name: str, size: int) -> dict:
     return row
 
 
-def rows_for(names: list[str], size: int, use_cache: bool = True) -> list[dict]:
+def rows_for(names: list[str], size: int, use_cache: bool = True,
+             progress: bool | None = None) -> list[dict]:
     """Rows for ``names``, from the disk cache where possible (with a progress bar on a
     terminal while computing the others)."""
     fingerprint = _fingerprint()
@@ -125,7 +129,7 @@ def rows_for(names: list[str], size: int, use_cache: bool = True) -> list[dict]:
         from tqdm import tqdm
 
         for name in tqdm(todo, desc="model cards", unit="model", leave=False,
-                         disable=not sys.stderr.isatty()):
+                         disable=not progress_enabled(progress)):
             cache[f"{name}@{size}"] = card_row(name, size)
         _save_cache(fingerprint, cache)
     return [cache[f"{n}@{size}"] for n in names]
@@ -137,19 +141,12 @@ def _fmt_flops(v: float | None) -> str:
     return f"{v:.3f}" if v < 100 else f"{v:.1f}"
 
 
-def format_table(rows: list[dict], size: int) -> str:
+def models_table(rows: list[dict], size: int) -> str:
     head = ["NAME", "FAMILY", "PARAMS", f"GFLOPS@{size}", "GFLOPS@NATIVE", "NATIVE", "MIN"]
     body = [[r["name"], r["family"], f"{r['params']:,}", _fmt_flops(r["gflops_small"]),
              _fmt_flops(r["gflops_native"]), str(r["default_input"]), str(r["min_input"])]
             for r in rows]
-    widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
-    right = {2, 3, 4, 5, 6}
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    return "\n".join(line(r) for r in [head] + body)
+    return text_table(head, body, right={2, 3, 4, 5, 6})
 
 
 def _details(name: str) -> str:
@@ -169,11 +166,12 @@ def run(args: argparse.Namespace) -> int:
     if args.size < 1:
         raise ModelError(f"--size must be a positive side in pixels, got {args.size}")
     names = match(args.pattern)
-    rows = rows_for(names, args.size, use_cache=not args.no_cache)
+    rows = rows_for(names, args.size, use_cache=not args.no_cache,
+                    progress=False if args.quiet else None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(format_table(rows, args.size))
+    print(models_table(rows, args.size))
     if len(names) == 1:
         print(_details(names[0]))
     return 0

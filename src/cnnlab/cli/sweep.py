@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from cnnlab.cli.options import add_train_options, option_overrides
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -13,15 +15,11 @@ def register(sub) -> None:
         "half-finished ones.")
     p.add_argument("spec", nargs="?", help="preset name (see --list) or a sweep .toml file")
     p.add_argument("--list", action="store_true", help="list the shipped presets")
-    p.add_argument("--data", metavar="SPEC", help="dataset for every run (data.spec)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config key in every run (repeatable)")
+    add_train_options(p)  # --data, --skip-bad, --resize, --set, --epochs, --seed, ...
     p.add_argument("--reps", type=int, help="repetitions per cell")
     p.add_argument("--out", metavar="DIR", help="sweep folder (default sweeps/NAME)")
     p.add_argument("--workers", type=int, help="runs at once (default: chosen for the machine)")
     p.add_argument("--threads", type=int, help="torch threads per worker")
-    p.add_argument("--device", help="device for every run (train.device)")
-    p.add_argument("--epochs", type=int, help="epochs per run (train.epochs)")
     p.add_argument("--force", action="store_true", help="discard stored results and redo")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.set_defaults(func=run)
@@ -30,23 +28,19 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments import list_presets, sweep
+    from cnnlab.utils.table import text_table
 
     if args.list:
-        presets = list_presets()
-        width = max(map(len, presets))
-        for name, desc in presets.items():
-            print(f"{name:<{width}}  {desc}")
+        print(text_table(["PRESET", "DESCRIPTION"], list(list_presets().items())))
         return 0
     if not args.spec:
         raise ConfigError("name a preset or a sweep .toml file (see `cnnlab sweep --list`)")
-    overrides = list(args.overrides)
-    if args.device:
-        overrides.append(f"train.device={args.device!r}")
-    if args.epochs:
-        overrides.append(f"train.epochs={args.epochs}")
+    # --seed is the sweep's base seed (each run's seed derives from it), not train.seed
+    overrides = option_overrides(args, skip=("data", "seed"))
     result = sweep(args.spec, args.out, data=args.data, overrides=overrides, reps=args.reps,
-                   workers=args.workers, threads=args.threads, force=args.force,
-                   report=not args.no_report)
+                   seed=args.seed, workers=args.workers, threads=args.threads,
+                   force=args.force, report=not args.no_report,
+                   log=(lambda *a: None) if args.quiet else print)
     if result.table:
         print()
         print(result.table)

@@ -8,28 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by commands that take a run configuration."""
-    p.add_argument("--data", metavar="SPEC", help="dataset spec: digits, cifar10, folder:PATH, ...")
-    p.add_argument("--config", metavar="TOML", help="run configuration file")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                   help="override a config key, e.g. --set optim.lr=3e-3 (repeatable)")
-    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N")
-    p.add_argument("--seed", type=int, help="shortcut for --set train.seed=N")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar (train.quiet)")
-
-
-def shortcut_overrides(args: argparse.Namespace) -> list[str]:
-    out = list(args.overrides)
-    for key, value in (("data.spec", args.data), ("train.epochs", args.epochs),
-                       ("train.seed", args.seed), ("train.device", args.device)):
-        if value is not None:
-            out.append(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}")
-    if args.quiet:
-        out.append("train.quiet=true")
-    return out
+from cnnlab.cli.options import add_train_options, option_overrides
 
 
 def register(sub) -> None:
@@ -37,7 +16,8 @@ def register(sub) -> None:
                        description="Train a registered model on a dataset. Writes config.json, "
                        "run.toml, metrics.csv, summary.json and checkpoints to the run folder.")
     p.add_argument("model", nargs="?", help="registered model name (see `cnnlab models`)")
-    add_config_args(p)
+    p.add_argument("--config", metavar="TOML", help="run configuration file")
+    add_train_options(p)
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/MODEL-DATA-TIME)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     p.set_defaults(func=run)
@@ -54,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.train.run import saved_config, train_run
 
-    overrides = shortcut_overrides(args)
+    overrides = option_overrides(args)
     if args.model:
         overrides.insert(0, f"model.name={args.model!r}")
     if args.resume:

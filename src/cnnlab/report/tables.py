@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.store import FINAL_STATUSES, is_stuck
+from cnnlab.utils.table import text_table
 
 __all__ = [
     "METRICS",
@@ -367,18 +368,8 @@ def format_table(runs_or_cells: Iterable, axes: Sequence[str] | None = None,
     failed runs (no numbers) do not.
     """
     header, rows = table_rows(runs_or_cells, axes, metric=metric, spec=spec)
-    n_axes = len(header) - 9
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    left = [i < n_axes for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) if lf else c.rjust(w)
-                                 for c, w, lf in zip(cells, widths, left)) + " |"
-
-    rule = "|" + "|".join(("-" * (w + 2)) if lf else ("-" * (w + 1) + ":")
-                          for w, lf in zip(widths, left)) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+    n_axes = len(header) - 9  # axis columns (left-aligned), then the numbers
+    return text_table(header, rows, right=range(n_axes, len(header)), markdown=True)
 
 
 def table_csv(runs_or_cells: Iterable, axes: Sequence[str] | None = None,

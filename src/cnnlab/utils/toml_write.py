@@ -1,42 +1,24 @@
-"""A minimal TOML writer for cnnlab's own configs (tables of scalars, lists, inline tables)."""
+"""Writing cnnlab's TOML files (run.toml, sweep files) through ``tomli-w``.
+
+TOML has no null: None values are left out, at any depth, so a config with unset
+optional keys still writes (and reads back without them, i.e. with their defaults).
+"""
 
 from __future__ import annotations
 
-import json
-import math
+from typing import Any
+
+import tomli_w
 
 
-def _value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # JSON string escapes are valid TOML basic strings
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + "}"
-    if v is None:
-        raise ValueError("TOML has no null value")
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_without_none(v) for v in value]
+    return value
 
 
-def _key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)
-
-
-def dumps(tables: dict[str, dict]) -> str:
+def dumps(tables: dict[str, Any]) -> str:
     """``{"optim": {"lr": 0.1}}`` -> ``[optim]\\nlr = 0.1\\n``; None values are skipped."""
-    out = []
-    for name, table in tables.items():
-        out.append(f"[{_key(name)}]")
-        out += [f"{_key(k)} = {_value(v)}" for k, v in table.items() if v is not None]
-        out.append("")
-    return "\n".join(out)
+    return tomli_w.dumps(_without_none(tables))
