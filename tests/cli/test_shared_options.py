@@ -3,7 +3,6 @@
 import json
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from cnnlab.cli import main
