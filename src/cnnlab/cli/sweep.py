@@ -28,8 +28,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.api import sweep
     from cnnlab.errors import ConfigError
-    from cnnlab.experiments import list_presets, sweep
+    from cnnlab.experiments import list_presets
 
     if args.list:
         presets = list_presets()
