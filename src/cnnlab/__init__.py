@@ -24,7 +24,7 @@ _LAZY = {
     "load_dataset": "cnnlab.data.sources",
     "fit": "cnnlab.train.run",
     "Trainer": "cnnlab.train.trainer",
-    "sweep": "cnnlab.experiments",
+    "sweep": "cnnlab.api",
     "precise_bn": "cnnlab.train.precise_bn",
     "save_pretrained": "cnnlab.models.hub",
     "load_pretrained": "cnnlab.models.hub",

@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.experiments.store import FINAL_STATUSES, ResultsStore, StoreError, is_stuck
+from cnnlab.experiments.store import ResultsStore, StoreError
+from cnnlab.status import FAILED, FINAL_STATUSES, RETRIED, is_stuck
 
 
 def _row(cell: str = "model.blocks=1", rep: int = 0, status: str = "ok", acc: float = 0.5,
@@ -60,12 +61,24 @@ def test_finished_lists_final_statuses_of_one_sweep(store):
     for rep, status in enumerate(FINAL_STATUSES):
         store.record_run(_row(rep=rep, status=status), [])
     store.record_run(_row(cell="model.blocks=2", sweep="other"), [])
-    assert store.finished("s") == {("model.blocks=1", r) for r in range(4)}
+    # finished = what a rerun skips: not the retried status (failed)
+    assert store.finished("s") == {("model.blocks=1", r) for r, status
+                                   in enumerate(FINAL_STATUSES) if status not in RETRIED}
     assert store.finished("nope") == set()
     with pytest.raises(StoreError, match="status 'running'"):
         store.record_run(_row(rep=9, status="running"), [])
     with pytest.raises(StoreError, match="missing rep"):
         store.record_run({"sweep": "s", "cell": "c", "status": "ok"}, [])
+
+
+def test_finished_agrees_with_the_sweeps_retry_rule(store):
+    """What finished() lists is what a rerun of the sweep skips: a failed run is retried
+    (and listed once it succeeds), a diverged one is kept."""
+    store.record_run(_row(rep=0, status=FAILED), [])
+    store.record_run(_row(rep=1, status="diverged"), [])
+    assert store.finished("s") == {("model.blocks=1", 1)}
+    store.record_run(_row(rep=0, status="ok"), [])  # the retry, same key
+    assert store.finished("s") == {("model.blocks=1", 0), ("model.blocks=1", 1)}
 
 
 def test_wal_mode_is_on_and_persistent(store, tmp_path):

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
+from cnnlab.api import sweep
 from cnnlab.errors import ConfigError
-from cnnlab.experiments import list_presets, load_spec, spec_from_dict, sweep
+from cnnlab.experiments import list_presets, load_spec, spec_from_dict
 from cnnlab.experiments.executor import SweepLockedError, sweep_lock
 
 TINY = {
@@ -114,7 +115,7 @@ def test_second_invocation_is_refused(tmp_path):
 
 DRIVER = textwrap.dedent("""
     import sys
-    from cnnlab.experiments import sweep
+    from cnnlab.api import sweep
     if __name__ == "__main__":  # workers are spawned: they re-import this file
         sweep({spec!r}, sys.argv[1], workers=1, report=False)
 """)

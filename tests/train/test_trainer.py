@@ -6,8 +6,8 @@ from torch import nn
 
 import cnnlab
 from cnnlab.errors import TrainingError
+from cnnlab.experiments.run import build_model
 from cnnlab.train import EarlyStopping, fit
-from cnnlab.train.run import build_model
 
 
 def _model(ds, **kw):

@@ -26,8 +26,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.api import sweep
     from cnnlab.errors import ConfigError
-    from cnnlab.experiments import list_presets, sweep
+    from cnnlab.experiments import list_presets
     from cnnlab.utils.table import text_table
 
     if args.list:

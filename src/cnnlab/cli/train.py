@@ -32,7 +32,9 @@ def default_run_dir(model: str, spec: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from cnnlab.config import apply_overrides, load_config
     from cnnlab.errors import ConfigError
-    from cnnlab.train.run import saved_config, train_run
+    from cnnlab.experiments.run import train_run
+    from cnnlab.status import DIVERGED
+    from cnnlab.train.run import saved_config
 
     overrides = option_overrides(args)
     if args.model:
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
           f" (epoch {s['best_epoch']}), {s['epochs_completed']} epochs in {s['wall_time']:.1f}s, "
           f"{s['images_per_s'] or 0:.0f} img/s on {s['device']} ({s['precision']})")
     print(f"run folder: {out}")
-    if result.status == "diverged":
+    if result.status == DIVERGED:
         print(f"cnnlab: error: {result.message}", file=sys.stderr)
         return 3
     return 0

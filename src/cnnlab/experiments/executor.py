@@ -2,7 +2,8 @@
 
 The driver owns the store (the only writer) and a lock on the sweep folder; workers train
 and return summaries.  Finished runs are skipped on the next invocation, a half-finished
-run resumes from its checkpoint, and one failing cell never stops the others.
+run resumes from its checkpoint, and one failing cell never stops the others.  The report
+is not written here: whoever runs the sweep asks for it (:func:`cnnlab.sweep`, the CLI).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from pathlib import Path
 from cnnlab.config import RunConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.experiments.spec import Cell, SweepSpec
-from cnnlab.experiments.store import STORE_FILENAME, ResultsStore, is_stuck
+from cnnlab.experiments.store import STORE_FILENAME, ResultsStore
+from cnnlab.status import FAILED, is_failure, stored_status
 
 
 class SweepLockedError(CnnlabError):
@@ -119,7 +121,7 @@ def run_task(task: Task) -> dict:
     start = time.perf_counter()
     row = task.row()
     try:
-        from cnnlab.train.run import train_run
+        from cnnlab.experiments.run import train_run
 
         result = train_run(task.config, task.run_dir, resume="auto", progress=False)
         s = result.summary
@@ -127,9 +129,7 @@ def run_task(task: Task) -> dict:
         num_classes = info.get("num_classes")
         flops = _flops(result.model, info)
         final = s["test_acc"] if s["test_acc"] is not None else s["final_val_acc"]
-        status = {"ok": "ok", "stopped": "ok", "diverged": "diverged"}.get(s["status"], "failed")
-        if status == "ok" and final is not None and num_classes and is_stuck(final, num_classes):
-            status = "stuck"
+        status = stored_status(s["status"], final, num_classes)
         row.update({k: s.get(k) for k in (
             "final_train_acc", "final_train_loss", "final_val_acc", "final_val_loss",
             "test_acc", "test_loss", "best_val_acc", "best_epoch", "params", "wall_time",
@@ -145,7 +145,7 @@ def run_task(task: Task) -> dict:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if not isinstance(e, CnnlabError):
             msg = f"{type(e).__name__}: {msg}\n{traceback.format_exc(limit=4)}"
-        row.update(status="failed", error=msg, wall_time=time.perf_counter() - start)
+        row.update(status=FAILED, error=msg, wall_time=time.perf_counter() - start)
         curves = []
     row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
     return {"row": row, "curves": curves}
@@ -175,9 +175,9 @@ class SweepResult:
     runs: list[dict]
     ran: int
     skipped: int
-    failed: int  # failed or diverged in the whole sweep
+    failed: int  # runs of the whole sweep whose status is_failure (failed, diverged)
     packing: Packing | None = None
-    report: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)  # written by the caller (cnnlab.sweep)
     table: str = ""
     wall_time: float = 0.0
 
@@ -192,9 +192,8 @@ def _slug(cell: Cell) -> str:
 
 
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
-              threads: int | None = None, force: bool = False, report: bool = True,
-              log=print) -> SweepResult:
-    """Run every (cell, rep) not yet finished in ``folder``; write the report at the end."""
+              threads: int | None = None, force: bool = False, log=print) -> SweepResult:
+    """Run every (cell, rep) not yet done in ``folder`` (failed runs are tried again)."""
     folder = Path(folder)
     t0 = time.perf_counter()
     with sweep_lock(folder):
@@ -204,9 +203,7 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
                 store.delete_sweep(spec.name)
                 shutil.rmtree(folder / "runs", ignore_errors=True)
             store.set_sweep(spec.name, spec.to_dict(), spec.axes)
-            # finished runs are kept; crashed ones ("failed") are tried again
-            done = {(r["cell"], r["rep"]) for r in store.runs(spec.name)
-                    if r["status"] != "failed"}
+            done = store.finished(spec.name)  # kept; crashed ("failed") runs are retried
             tasks = []
             for cell in spec.cells():
                 for rep in range(spec.reps):
@@ -230,15 +227,9 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
             runs = store.runs(spec.name)
         finally:
             store.close()
-    failed = sum(r["status"] in ("failed", "diverged") for r in runs)
-    result = SweepResult(spec.name, folder, runs, len(tasks), skipped, failed, packing,
-                         wall_time=time.perf_counter() - t0)
-    if report and runs:
-        from cnnlab.report import generate_report
-
-        rep = generate_report(folder, spec.name)
-        result.report, result.table = rep.paths, rep.table
-    return result
+    failed = sum(is_failure(r["status"]) for r in runs)
+    return SweepResult(spec.name, folder, runs, len(tasks), skipped, failed, packing,
+                       wall_time=time.perf_counter() - t0)
 
 
 def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
@@ -270,14 +261,14 @@ def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, tota
                             raise  # the task stays in `running`: recorded below
                         except Exception as e:  # noqa: BLE001 - pickling or worker error
                             error = f"{type(e).__name__}: {e}"
-                            out = {"row": running[fut].row(status="failed", error=error),
+                            out = {"row": running[fut].row(status=FAILED, error=error),
                                    "curves": []}
                         del running[fut]
                         record(out["row"], out["curves"])
             except BrokenProcessPool:
                 # a worker died hard (e.g. out of memory): record the runs it held, go on
                 for task in running.values():
-                    record(task.row(status="failed",
+                    record(task.row(status=FAILED,
                                     error="worker process died (out of memory or killed)"), [])
 
 

@@ -18,7 +18,6 @@ Presets ship as ``cnnlab/experiments/presets/NAME.toml``.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import tomllib
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import RunConfig, apply_overrides, from_dict, read_toml
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, did_you_mean
 
 VARIANT_AXIS = "variant"
 
@@ -115,18 +114,16 @@ class SweepSpec:
             apply_overrides(base, cell.overrides)  # raises on a bad axis key or value
 
 
-def _flatten_grid(table: dict, prefix: str = "") -> dict[str, list]:
+def _dotted_keys(table: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested tables as one table of dotted keys: ``{"model": {"blocks": v}}`` ->
+    ``{"model.blocks": v}`` (what TOML makes of ``model.blocks = v`` undone)."""
     out = {}
     for k, v in table.items():
         if isinstance(v, dict):
-            out.update(_flatten_grid(v, f"{prefix}{k}."))
+            out.update(_dotted_keys(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _flat_overrides(table: dict) -> dict[str, Any]:
-    return _flatten_grid(table)
 
 
 def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
@@ -139,8 +136,8 @@ def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
         name=table.get("name") or name or "sweep",
         description=table.get("description", ""),
         base=table.get("base", {}),
-        grid=_flatten_grid(table.get("grid", {})),
-        variants={k: _flat_overrides(v) for k, v in table.get("variants", {}).items()},
+        grid=_dotted_keys(table.get("grid", {})),
+        variants={k: _dotted_keys(v) for k, v in table.get("variants", {}).items()},
         reps=int(table.get("reps", 3)),
         seed=int(table.get("seed", 0)),
         seeds=table.get("seeds", "per-rep"),
@@ -168,9 +165,31 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
         return spec_from_dict(read_toml(path, "sweep file"), path.stem)
     presets = list_presets()
     if str(name_or_path) not in presets:
-        close = difflib.get_close_matches(str(name_or_path), presets, n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        hint = did_you_mean(str(name_or_path), presets, n=2)
         raise ConfigError(f"unknown sweep preset '{name_or_path}'{hint} "
                           f"(presets: {', '.join(presets)}; or give a .toml file)")
     text = (resources.files("cnnlab.experiments.presets") / f"{name_or_path}.toml").read_text()
     return spec_from_dict(tomllib.loads(text), str(name_or_path))
+
+
+def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | None = None,
+                 overrides: list[str] | None = None, reps: int | None = None,
+                 seed: int | None = None) -> SweepSpec:
+    """A sweep spec from a preset name, TOML path, dict or SweepSpec, with ``data``
+    (replaces ``data.spec``), ``overrides`` (``["optim.lr=3e-3"]``, applied to every cell
+    under the grid's values), ``reps`` and ``seed`` (the base seed run seeds derive from)
+    applied."""
+    if isinstance(spec_or_path, SweepSpec):
+        spec = spec_or_path
+    elif isinstance(spec_or_path, dict):
+        spec = spec_from_dict(spec_or_path)
+    else:
+        spec = load_spec(spec_or_path)
+    extra = list(overrides or [])
+    if data:
+        extra.insert(0, f"data.spec={data!r}")
+    if extra or reps or seed is not None:
+        spec = spec_from_dict({**spec.to_dict(), "overrides": spec.overrides + extra,
+                               "reps": reps or spec.reps,
+                               "seed": spec.seed if seed is None else seed})
+    return spec

@@ -18,7 +18,6 @@ NaN reads back as ``None``.
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -26,22 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.status import DONE, FINAL_STATUSES
 
 __all__ = [
     "CURVE_COLUMNS",
-    "FINAL_STATUSES",
     "RUN_COLUMNS",
     "STORE_FILENAME",
     "ResultsStore",
     "StoreError",
-    "is_stuck",
 ]
 
 STORE_FILENAME = "results.sqlite"
 SCHEMA_VERSION = 1
-
-#: Statuses that mean a run is done and a rerun of the sweep skips it.
-FINAL_STATUSES = ("ok", "stuck", "diverged", "failed")
 
 # name -> SQL type; the order is the column order of the runs table after its key.
 RUN_COLUMNS: dict[str, str] = {
@@ -106,27 +101,6 @@ CREATE TABLE IF NOT EXISTS curves (
 
 class StoreError(CnnlabError):
     """A results store that cannot be opened or a row that cannot be recorded."""
-
-
-def is_stuck(final_acc: float, num_classes: int, margin: float = 0.02) -> bool:
-    """Whether a run "did not train": its final accuracy is within ``margin`` of chance.
-
-    Chance is ``1 / num_classes`` (a constant prediction on balanced data). Accuracy at or
-    below ``chance + margin`` counts as stuck, including the odd run that ends below chance.
-    ``margin`` is absolute (a fraction, 0.02 = 2 points). A NaN accuracy is not "stuck":
-    that run diverged, which the caller detects from its loss.
-
-    >>> is_stuck(0.104, 10), is_stuck(0.35, 10)
-    (True, False)
-    """
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-    if not 0 <= margin < 1:
-        raise ValueError(f"margin must be a fraction in [0, 1), got {margin!r}")
-    acc = float(final_acc)
-    if math.isnan(acc):
-        return False
-    return acc <= 1.0 / num_classes + margin
 
 
 def _now() -> str:
@@ -253,9 +227,10 @@ class ResultsStore:
     def record_run(self, row: dict, curves: list[dict]) -> None:
         """Insert or replace one run (key: sweep, cell, rep) and its curves, atomically.
 
-        ``row`` holds the keys of :data:`RUN_COLUMNS` (missing numbers may be absent or None);
-        keys the store has no column for are kept in a JSON ``extra`` column and come back
-        from :meth:`runs`. ``curves`` holds one dict per epoch with :data:`CURVE_COLUMNS`.
+        ``row`` holds the keys of :data:`RUN_COLUMNS` (missing numbers may be absent or None),
+        its status one of :data:`cnnlab.status.FINAL_STATUSES`; keys the store has no column
+        for are kept in a JSON ``extra`` column and come back from :meth:`runs`. ``curves``
+        holds one dict per epoch with :data:`CURVE_COLUMNS`.
         """
         missing = [k for k in _KEY if row.get(k) is None]
         if missing:
@@ -337,11 +312,12 @@ class ResultsStore:
         return {"spec": json.loads(r["spec"]), "axes": json.loads(r["axes"])}
 
     def finished(self, sweep: str) -> set[tuple[str, int]]:
-        """The ``(cell, rep)`` pairs of a sweep that have a final status (skipped on resume)."""
-        marks = ", ".join("?" * len(FINAL_STATUSES))
+        """The ``(cell, rep)`` pairs of a sweep that are done: a rerun skips them. Runs with
+        a retried status (``failed``, see :data:`cnnlab.status.RETRIED`) are not listed."""
+        marks = ", ".join("?" * len(DONE))
         rows = self._conn.execute(
             f"SELECT cell, rep FROM runs WHERE sweep = ? AND status IN ({marks})",
-            (sweep, *FINAL_STATUSES))
+            (sweep, *DONE))
         return {(r["cell"], int(r["rep"])) for r in rows}
 
     @staticmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.experiments.store import STORE_FILENAME, ResultsStore, StoreError, is_stuck
+from cnnlab.experiments.store import STORE_FILENAME, ResultsStore, StoreError
 from cnnlab.report.tables import (
     METRICS,
     CellSummary,
@@ -26,6 +26,7 @@ from cnnlab.report.tables import (
     table_rows,
     varying_axes,
 )
+from cnnlab.status import FAILED, FINAL_STATUSES, STUCK, is_failure
 from cnnlab.utils.io import atomic_write_text
 
 __all__ = [
@@ -36,7 +37,6 @@ __all__ = [
     "SweepResults",
     "format_table",
     "generate_report",
-    "is_stuck",
     "load_sweep",
     "summarize",
     "write_report",
@@ -112,7 +112,7 @@ def load_sweep(sweep_dir: str | Path, sweep: str | None = None) -> SweepResults:
 
 def _notes(cells: list[CellSummary], metric_label: str) -> list[str]:
     n_runs = sum(c.n_runs for c in cells)
-    counts = {s: sum(c.count(s) for c in cells) for s in ("ok", "stuck", "diverged", "failed")}
+    counts = {s: sum(c.count(s) for c in cells) for s in FINAL_STATUSES}
     status = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
     return [
         f"{len(cells)} cells, {n_runs} runs ({status}).",
@@ -126,7 +126,7 @@ def _failures(cells: list[CellSummary]) -> list[str]:
     out = []
     for c in cells:
         for r in c.runs:
-            if r.get("status") in ("failed", "diverged") and r.get("error"):
+            if is_failure(r.get("status")) and r.get("error"):
                 msg = str(r["error"]).strip().splitlines()[-1][:200]
                 out.append(f"{c.cell} rep {r.get('rep')} ({r['status']}): {msg}")
     return out
@@ -175,7 +175,7 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
     figures = {captions[k]: p.name for k, p in paths.items() if k in captions}
     page = render_html(f"Sweep {res.sweep}", header, rows, max(len(res.axes), 1), figures,
                        notes + ([f"Failed or diverged: {f}" for f in failures]),
-                       [c.count("stuck") > 0 for c in cells])
+                       [c.count(STUCK) > 0 for c in cells])
     paths["html"] = write_html(out / "report.html", page)
     return paths, table
 
@@ -191,7 +191,7 @@ def generate_report(sweep_dir: str | Path, sweep: str | None = None,
     m = resolve_metric(metric)
     res = load_sweep(sweep_dir, sweep)
     cells = summarize(res.runs, res.axes, axis_order_from_spec(res.spec, res.axes))
-    have_numbers = [r for r in res.runs if r.get("status") != "failed"]
+    have_numbers = [r for r in res.runs if r.get("status") != FAILED]
     fallback: list[str] = []
     if have_numbers and not any(r.get(m.column) is not None for r in have_numbers):
         alt = [name for name, mm in METRICS.items() if name == mm.name and mm.is_acc

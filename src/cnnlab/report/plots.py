@@ -32,9 +32,10 @@ from cnnlab.report.tables import (
     short_axis_names,
     summarize,
 )
+from cnnlab.status import STUCK
 from cnnlab.utils.io import atomic_write
 
-__all__ = ["plot_curves", "plot_grid", "plot_heatmap", "plot_line", "plot_metric_vs_params"]
+__all__ = ["plot_curves", "plot_heatmap", "plot_line", "plot_metric_vs_params"]
 
 STYLE = {
     "font.size": 11,
@@ -138,7 +139,7 @@ def _draw_heatmap(ax: Any, cells: Sequence[CellSummary], x_axis: str,
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, facecolor="#d9d9d9",
                                    edgecolor="0.55", hatch="///", linewidth=0))
             marks.add("all")
-        elif c.count("stuck"):
+        elif c.count(STUCK):
             ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
                                    edgecolor="white", hatch="//", linewidth=0, alpha=0.6))
             marks.add("some")
@@ -260,7 +261,7 @@ def _run_points(c: CellSummary, m: Metric) -> list[tuple[float, bool]]:
     for r in c.runs:
         v = r.get(m.column)
         if v is not None and math.isfinite(float(v)):
-            out.append((float(v) * _scale(m), r.get("status") == "stuck"))
+            out.append((float(v) * _scale(m), r.get("status") == STUCK))
     return out
 
 
@@ -314,7 +315,7 @@ def plot_line(cells: Sequence[CellSummary], axis: str | None, path: str | Path,
             ax.axhline(chance * scale, color="0.5", linestyle="--", linewidth=1,
                        label=f"chance ({chance * scale:.0f}%)")
         ax.plot([], [], "o", color="0.45", markersize=4, label="one run")
-        if any(c.count("stuck") for c in cells):
+        if any(c.count(STUCK) for c in cells):
             ax.plot([], [], "x", color=STUCK_COLOR, markersize=7, label="run stuck at chance")
         if log:
             ax.set_xscale("log")
@@ -343,14 +344,6 @@ def plot_line(cells: Sequence[CellSummary], axis: str | None, path: str | Path,
         fig.legend(loc="outside lower center", ncols=4, frameon=False)
         ax.set_title(_title(sweep, f"{m.label} by {name}\n{_reps_note(cells)}"))
         return _save(fig, Path(path))
-
-
-def plot_grid(cells: Sequence[CellSummary], axes: Sequence[str], path: str | Path,
-              metric: str | Metric = "test_acc", sweep: str | None = None) -> Path:
-    """The grid figure: a heatmap for two or more varying axes, else a line plot."""
-    if len(axes) >= 2:
-        return plot_heatmap(cells, axes, path, metric, sweep)
-    return plot_line(cells, axes[0] if axes else None, path, metric, sweep)
 
 
 # -- metric vs parameters ------------------------------------------------------------------
@@ -388,7 +381,7 @@ def plot_metric_vs_params(cells: Sequence[CellSummary], axes: Sequence[str], pat
                 runs = [v for v, _ in _run_points(c, m)]
                 ax.plot([x] * len(runs), runs, "_", color=color, markersize=9, alpha=0.7,
                         zorder=2)
-                stuck = c.count("stuck") > 0
+                stuck = c.count(STUCK) > 0
                 ax.plot(x, y, "o", markersize=8, color=color, zorder=3,
                         markerfacecolor="white" if stuck else color, markeredgewidth=2)
                 text = fmt_value(c.params.get(lead)) if lead else c.cell
@@ -402,7 +395,7 @@ def plot_metric_vs_params(cells: Sequence[CellSummary], axes: Sequence[str], pat
             ax.axhline(chance * scale, color="0.5", linestyle="--", linewidth=1,
                        label=f"chance ({chance * scale:.0f}%)")
         ax.plot([], [], "_", color="0.3", markersize=9, label="one run")
-        if any(c.count("stuck") for c in cells):
+        if any(c.count(STUCK) for c in cells):
             ax.plot([], [], "o", color="0.3", markerfacecolor="white", markeredgewidth=2,
                     label="hollow: some runs stuck")
         if plotted:

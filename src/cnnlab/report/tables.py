@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.experiments.store import FINAL_STATUSES, is_stuck
+from cnnlab.status import FAILED, FINAL_STATUSES, OK, STUCK
 from cnnlab.utils.table import text_table
 
 __all__ = [
@@ -30,7 +30,6 @@ __all__ = [
     "format_table",
     "human_count",
     "infer_axes",
-    "is_stuck",
     "resolve_metric",
     "short_axis_names",
     "summarize",
@@ -38,6 +37,10 @@ __all__ = [
     "table_rows",
     "varying_axes",
 ]
+
+
+#: The statuses tables count in columns of their own, in the order shown.
+_NOT_OK = tuple(s for s in FINAL_STATUSES if s != OK)  # stuck, diverged, failed
 
 
 class ReportError(CnnlabError):
@@ -151,8 +154,8 @@ class CellSummary:
     @property
     def all_stuck(self) -> bool:
         """Every run of the cell that finished with numbers (not failed) stuck at chance."""
-        stuck = self.count("stuck")
-        return stuck > 0 and stuck == len(self.runs) - self.count("failed")
+        stuck = self.count(STUCK)
+        return stuck > 0 and stuck == len(self.runs) - self.count(FAILED)
 
     def first(self, column: str) -> Any:
         """The first non-null value of ``column`` (params, FLOPs, classes: same for all reps)."""
@@ -170,8 +173,7 @@ class CellSummary:
 
     def status_note(self, sep: str = ", ") -> str:
         """``"stuck 2/3, failed 1/3"`` for the statuses other than ok; ``""`` if all ok."""
-        parts = [f"{s} {self.count(s)}/{self.n_runs}" for s in FINAL_STATUSES[1:]
-                 if self.count(s)]
+        parts = [f"{s} {self.count(s)}/{self.n_runs}" for s in _NOT_OK if self.count(s)]
         return sep.join(parts)
 
 
@@ -339,7 +341,7 @@ def table_rows(runs_or_cells: Iterable, axes: Sequence[str] | None = None,
     short = short_axis_names(axes)
     header = [short[a] for a in axes] or ["cell"]
     header += [m.unit_label, m2.unit_label, "params", "FLOPs", "wall time (s)",
-               "runs", "stuck", "diverged", "failed"]
+               "runs", *_NOT_OK]
     rows = []
     for c in cells:
         t = c.stat("wall_time")
@@ -351,7 +353,7 @@ def table_rows(runs_or_cells: Iterable, axes: Sequence[str] | None = None,
             human_count(c.first("flops")),
             "—" if t.n == 0 else f"{t.mean:.1f}",
             str(c.n_runs),
-            *(str(c.count(s)) for s in ("stuck", "diverged", "failed")),
+            *(str(c.count(s)) for s in _NOT_OK),
         ]
         rows.append(row)
     return header, rows

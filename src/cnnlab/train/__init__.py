@@ -1,10 +1,26 @@
-"""Training: the loop, callbacks, optimizers and schedules, checkpoints and resume."""
+"""Training: the loop, callbacks, optimizers and schedules, checkpoints and resume.
 
-from cnnlab.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
-from cnnlab.train.run import fit, saved_config, train_run
+The trainer takes any ``nn.Module``; building the model a config names is done one floor
+up, in :mod:`cnnlab.experiments.run`.
+"""
+
+from cnnlab.train.callbacks import (
+    Callback,
+    Checkpoint,
+    CSVLogger,
+    EarlyStopping,
+    Penalty,
+    PreciseBN,
+    ProgressBar,
+    ProximalL1,
+    SparsityReport,
+    callbacks_from_config,
+)
+from cnnlab.train.run import fit, saved_config
 from cnnlab.train.trainer import Loaders, RunResult, Trainer
 
 __all__ = [
-    "CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "Loaders", "ProgressBar",
-    "RunResult", "Trainer", "fit", "saved_config", "train_run",
+    "CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "Loaders", "Penalty", "PreciseBN",
+    "ProgressBar", "ProximalL1", "RunResult", "SparsityReport", "Trainer",
+    "callbacks_from_config", "fit", "saved_config",
 ]

@@ -1,6 +1,9 @@
 """Callbacks: small hooks into the training loop, each with state that checkpoints keep.
 
 Hooks receive the Trainer; ``trainer.stop_training = True`` ends the run after the epoch.
+The loop itself knows only the step: penalties added to the loss, the proximal L1 step,
+precise batch-norm statistics and the sparsity report are callbacks here, which
+:func:`callbacks_from_config` builds from a run's config (the Trainer adds them).
 """
 
 from __future__ import annotations
@@ -12,16 +15,51 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
+from cnnlab.config import RunConfig
+from cnnlab.status import DIVERGED
+from cnnlab.train.precise_bn import precise_bn
+from cnnlab.train.regularizers import format_sparsity, penalty, proximal_l1_, sparsity_report
 from cnnlab.utils.io import atomic_write_text
+from cnnlab.utils.progress import progress_enabled
 
 
 class Callback:
+    """The hooks, in the order a run calls them (each a no-op here):
+
+    - ``on_train_begin(trainer)``: before the first epoch (also on resume);
+    - ``on_epoch_begin(trainer, epoch)``;
+    - ``on_batch_begin(trainer, step)``: before each optimizer step;
+    - ``on_loss(trainer, loss) -> loss``: in each step, with the loss of the batch; returns
+      the loss to minimize (add a penalty here). Runs before the finiteness check and the
+      backward pass;
+    - ``on_after_step(trainer)``: after the optimizer step, before the schedule's step (a
+      proximal step on the weights goes here);
+    - ``on_batch_end(trainer, step, loss)``: after the step, ``step`` counted from 1;
+    - ``on_epoch_end(trainer, epoch, metrics)``: the epoch's metrics, after validation;
+    - ``on_train_end(trainer)``: after the last epoch (early stopping restores weights);
+    - ``on_fit_end(trainer, status)``: after every ``on_train_end``, with the final weights,
+      before test evaluation (recompute statistics here);
+    - ``on_summary(trainer, summary)``: the run's summary dict, before ``summary.json`` is
+      written (add keys, write reports).
+
+    ``state_dict`` / ``load_state_dict`` carry the callback's state in checkpoints.
+    """
+
     def on_train_begin(self, trainer) -> None: ...
     def on_epoch_begin(self, trainer, epoch: int) -> None: ...
     def on_batch_begin(self, trainer, step: int) -> None: ...
+
+    def on_loss(self, trainer, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def on_after_step(self, trainer) -> None: ...
     def on_batch_end(self, trainer, step: int, loss: float | None) -> None: ...
     def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None: ...
     def on_train_end(self, trainer) -> None: ...
+    def on_fit_end(self, trainer, status: str) -> None: ...
+    def on_summary(self, trainer, summary: dict) -> None: ...
 
     def state_dict(self) -> dict:
         return {}
@@ -148,7 +186,7 @@ class ProgressBar(Callback):
     terminal or when disabled."""
 
     def __init__(self, enabled: bool | None = None):
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.enabled = progress_enabled(enabled)
         self.bar = None
 
     def on_epoch_begin(self, trainer, epoch):
@@ -176,3 +214,68 @@ class ProgressBar(Callback):
         self.bar.set_postfix(post)
         self.bar.close()
         self.bar = None
+
+
+# -- regularization and statistics, added from the config ---------------------------------
+
+class Penalty(Callback):
+    """Add ``penalty(model, l1, l2, group_lasso)`` (see train/regularizers.py) to every
+    step's loss, computed on the weights the step starts from."""
+
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, group_lasso: float = 0.0):
+        self.l1, self.l2, self.group_lasso = l1, l2, group_lasso
+
+    def on_loss(self, trainer, loss):
+        return loss + penalty(trainer.model, l1=self.l1, l2=self.l2,
+                              group_lasso=self.group_lasso)
+
+
+class ProximalL1(Callback):
+    """Soft-threshold the weights by ``lr * l1`` after every optimizer step (ISTA), with
+    the learning rate of the step just taken (first parameter group)."""
+
+    def __init__(self, l1: float):
+        self.l1 = l1
+
+    def on_after_step(self, trainer):
+        proximal_l1_(trainer.model, trainer.optimizer.param_groups[0]["lr"], self.l1)
+
+
+class PreciseBN(Callback):
+    """Recompute batch-norm statistics over ``num_batches`` of the un-augmented training
+    split (``trainer.loaders.train_eval``) before test evaluation; not after divergence."""
+
+    def __init__(self, num_batches: int):
+        self.num_batches = num_batches
+
+    def on_fit_end(self, trainer, status):
+        if status != DIVERGED and trainer.loaders.train_eval is not None:
+            precise_bn(trainer.model, trainer.loaders.train_eval, num_batches=self.num_batches)
+
+
+class SparsityReport(Callback):
+    """Put the fraction of (near-)zero weights and units into the summary (``sparsity``)
+    and write the per-layer table to ``sparsity.txt`` in the run folder."""
+
+    def on_summary(self, trainer, summary):
+        report = sparsity_report(trainer.model)
+        summary["sparsity"] = report["total"]
+        if trainer.out_dir is not None:
+            atomic_write_text(trainer.out_dir / "sparsity.txt", format_sparsity(report) + "\n")
+
+
+def callbacks_from_config(config: RunConfig) -> list[Callback]:
+    """The callbacks that ``optim.l1 / l2 / group_lasso / proximal_l1`` and
+    ``train.precise_bn`` ask for (none when they are off)."""
+    o, t = config.optim, config.train
+    cbs: list[Callback] = []
+    l1 = 0.0 if o.proximal_l1 else o.l1  # proximal: l1 as a step, not as a loss term
+    if l1 or o.l2 or o.group_lasso:
+        cbs.append(Penalty(l1=l1, l2=o.l2, group_lasso=o.group_lasso))
+    if o.proximal_l1 and o.l1:
+        cbs.append(ProximalL1(o.l1))
+    if t.precise_bn:
+        cbs.append(PreciseBN(t.precise_bn))
+    if o.l1 or o.group_lasso:  # the sparsity the penalties produced
+        cbs.append(SparsityReport())
+    return cbs

@@ -1,7 +1,8 @@
-"""Runs from a configuration: data, model, run folder, resume.
+"""Runs of any ``nn.Module`` from a configuration: data, loaders, run folder, resume.
 
     result = cnnlab.fit(model, "digits", config)            # any nn.Module
-    result = train_run(load_config(overrides=[...]), "runs/a")  # model built from config
+
+Building the model a config names is one floor up: :func:`cnnlab.experiments.run.train_run`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cnnlab.data.augment import build_pipeline
 from cnnlab.data.dataset import Dataset, ImageSet
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import TrainingError
-from cnnlab.train.checkpoint import load_checkpoint, seed_everything
+from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last, resolve_device
 from cnnlab.train.trainer import Loaders, RunResult, Trainer
 from cnnlab.utils.io import atomic_write_json, atomic_write_text
@@ -179,29 +180,4 @@ def saved_config(run_dir: str | Path) -> RunConfig:
     return from_dict(json.loads(path.read_text())["config"])
 
 
-def build_model(cfg: RunConfig, ds: Dataset) -> nn.Module:
-    """create_model from ``model.*`` with classes and channels (and input size when the
-    builder takes it) from the data."""
-    from cnnlab.models.registry import builder_params, create_model
-
-    h, _, c = ds.train.shape
-    args = dict(cfg.model.args)
-    if ":" not in cfg.model.name and "input_size" in builder_params(cfg.model.name):
-        args.setdefault("input_size", h)
-    return create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=c, **args)
-
-
-def train_run(cfg: RunConfig, out_dir: str | Path | None = None, resume: bool | str = False,
-              progress: bool | None = None, callbacks=None) -> RunResult:
-    """Seed, load data, build the model named by the config and train it."""
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    ds = prepare_data(cfg)
-    seed_everything(cfg.train.seed)
-    model = build_model(cfg, ds)
-    return fit(model, ds, cfg, out_dir=out_dir, resume=resume, progress=progress,
-               callbacks=callbacks)
-
-
-__all__ = ["build_loaders", "build_model", "fit", "prepare_data", "saved_config",
-           "train_run"]
+__all__ = ["build_loaders", "fit", "prepare_data", "saved_config"]

@@ -4,8 +4,11 @@
     result = trainer.fit()          # RunResult(status, history, summary, ...)
 
 Per step: forward under autocast (bf16 where the hardware computes it natively), loss in
-fp32, backward, optional clipping, optimizer and per-batch schedule step.  A non-finite
-loss ends the run with status ``diverged`` before the bad update is applied.
+fp32, the callbacks' loss terms, backward (through the fp16 gradient scaler, a pass-through
+otherwise), optional clipping, optimizer step, the callbacks' after-step hook and the
+per-batch schedule step.  A non-finite loss ends the run with status ``diverged`` before
+the bad update is applied.  Regularizers and post-training statistics are callbacks
+(train/callbacks.py); the loop knows the step and nothing else.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,12 +27,21 @@ from cnnlab import __version__
 from cnnlab.config import RunConfig
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import TrainingError
-from cnnlab.train.callbacks import Callback, Checkpoint, CSVLogger, EarlyStopping, ProgressBar
+from cnnlab.status import DIVERGED, OK, STOPPED
+from cnnlab.train.callbacks import (
+    Callback,
+    Checkpoint,
+    CSVLogger,
+    EarlyStopping,
+    ProgressBar,
+    callbacks_from_config,
+)
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 from cnnlab.train.losses import cross_entropy, hard_labels
 from cnnlab.train.optim import build_optimizer, build_scheduler
-from cnnlab.utils.io import atomic_write_json, atomic_write_text
+from cnnlab.utils.io import atomic_write_json
+from cnnlab.utils.params import count_params
 
 
 @dataclass
@@ -42,13 +54,37 @@ class Loaders:
 
 @dataclass
 class RunResult:
-    status: str  # ok | diverged | stopped (early stopping)
+    status: str  # one of cnnlab.status.TRAINER_STATUSES: ok | stopped | diverged
     history: list[dict]
     summary: dict
     model: nn.Module
     run_dir: Path | None = None
     message: str = ""
-    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class EpochSums:
+    """Running sums over the current epoch's training batches, kept on the device (no sync
+    per step): loss x examples, correct predictions, examples, seconds spent stepping."""
+
+    loss: torch.Tensor  # float64 0-d
+    correct: torch.Tensor  # int64 0-d
+    count: int = 0
+    time: float = 0.0  # s
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), dtype=torch.float64, device=device),
+                   torch.zeros((), dtype=torch.int64, device=device))
+
+    def state_dict(self) -> dict:
+        return {"loss": self.loss.cpu(), "correct": self.correct.cpu(), "count": self.count,
+                "time": self.time}
+
+    @classmethod
+    def from_state(cls, state: dict, device: torch.device) -> EpochSums:
+        return cls(state["loss"].to(device), state["correct"].to(device), state["count"],
+                   state["time"])
 
 
 def first_conv_in_channels(model: nn.Module) -> int | None:
@@ -91,29 +127,32 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim,
                                          self.epochs * self.steps_per_epoch, self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16 \
-            else None
+        # loss scaling for fp16 only; disabled it passes everything through unchanged
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=(self.amp_dtype == torch.float16))
         self.out_dir = Path(out_dir) if out_dir else None
         self.log = log
-        self.penalty = self._build_penalty()
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
         self.stop_training = False
         self.epoch_done = True
         self._epoch_t0 = time.perf_counter()
-        self._reset_accumulators()
+        self.running = EpochSums.zeros(self.device)
         self.callbacks = self._default_callbacks(progress, list(callbacks or []))
 
     # ----------------------------------------------------------------- set-up
     def _default_callbacks(self, progress: bool | None, user: list[Callback]) -> list[Callback]:
-        """Early stopping and the user's callbacks first, so that the checkpoint written at
-        an epoch's end holds their state after that epoch; then checkpoint, log, progress."""
+        """Early stopping, the user's callbacks and those the config asks for (penalties,
+        precise BN, sparsity: :func:`callbacks_from_config`) first, so that the checkpoint
+        written at an epoch's end holds their state after that epoch; then checkpoint, log,
+        progress."""
         t = self.config.train
         cbs: list[Callback] = []
         if t.early_stopping:
             cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
                                      restore_best=t.restore_best))
         cbs += user
+        cbs += callbacks_from_config(self.config)
         if self.out_dir is not None:
             if t.checkpoint:
                 cbs.append(Checkpoint(self.out_dir / "checkpoints", t.monitor,
@@ -121,21 +160,6 @@ class Trainer:
             cbs.append(CSVLogger(self.out_dir / "metrics.csv"))
         cbs.append(ProgressBar(enabled=False if t.quiet else progress))
         return cbs
-
-    def _build_penalty(self):
-        o = self.config.optim
-        l1 = 0.0 if o.proximal_l1 else o.l1
-        if not (l1 or o.l2 or o.group_lasso):
-            return None
-        from cnnlab.train.regularizers import penalty
-
-        return lambda model: penalty(model, l1=l1, l2=o.l2, group_lasso=o.group_lasso)
-
-    def _reset_accumulators(self) -> None:
-        # running sums of the current epoch, kept on the device (no sync per step)
-        self.acc = {"loss": torch.zeros((), dtype=torch.float64, device=self.device),
-                    "correct": torch.zeros((), dtype=torch.int64, device=self.device),
-                    "count": 0, "time": 0.0}
 
     def check_inputs(self) -> None:
         """Fail fast, before any step, on data the model cannot learn from."""
@@ -185,36 +209,31 @@ class Trainer:
         with self.autocast():
             out = self.step_model(x)
         loss = cross_entropy(out, y, o.label_smoothing)
-        total = loss + self.penalty(self.model) if self.penalty else loss
+        total = loss
+        for cb in self.callbacks:
+            total = cb.on_loss(self, total)  # penalties: terms on the current weights
         if not torch.isfinite(total):
             return False
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(total).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            total.backward()
+        self.scaler.scale(total).backward()
+        self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if o.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), o.grad_clip)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
-        if o.proximal_l1 and o.l1:
-            from cnnlab.train.regularizers import proximal_l1_
-
-            proximal_l1_(self.model, self.optimizer.param_groups[0]["lr"], o.l1)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        for cb in self.callbacks:
+            cb.on_after_step(self)  # e.g. the proximal L1 step, at this step's lr
         self.scheduler.step()
         n = len(x)
-        self.acc["loss"] += loss.detach().double() * n
-        self.acc["correct"] += (out.argmax(1) == hard_labels(y)).sum()
-        self.acc["count"] += n
+        self.running.loss += loss.detach().double() * n  # the data loss, without penalties
+        self.running.correct += (out.argmax(1) == hard_labels(y)).sum()
+        self.running.count += n
         return True
 
     def running_metrics(self) -> tuple[float, float]:
-        n = max(self.acc["count"], 1)
-        return float(self.acc["loss"]) / n, float(self.acc["correct"]) / n
+        """Mean training loss and accuracy of the current epoch so far (syncs the device)."""
+        n = max(self.running.count, 1)
+        return float(self.running.loss) / n, float(self.running.correct) / n
 
     @torch.no_grad()
     def evaluate(self, loader: DeviceLoader, tta: str = "none") -> dict[str, float]:
@@ -249,7 +268,7 @@ class Trainer:
         self.check_inputs()
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        status, message = "ok", ""
+        status, message = OK, ""
         t_start = time.perf_counter() - sum(h["epoch_time"] for h in self.history)
         while self.epoch < self.epochs and not self.stop_training:
             self.train_loader.set_epoch(self.epoch)
@@ -261,7 +280,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_batch_begin(self, self.step)
                 if not self.train_step(x, y):
-                    status = "diverged"
+                    status = DIVERGED
                     message = (f"loss became non-finite at epoch {self.epoch + 1}, step "
                                f"{self.step + 1}; try a lower optim.lr "
                                f"(now {self.config.optim.lr})")
@@ -269,30 +288,31 @@ class Trainer:
                 self.step += 1
                 for cb in self.callbacks:
                     cb.on_batch_end(self, self.step, None)
-            if status == "diverged":
+            if status == DIVERGED:
                 break
-            self.acc["time"] += time.perf_counter() - self._epoch_t0
+            self.running.time += time.perf_counter() - self._epoch_t0
             self._end_epoch()
         wall = time.perf_counter() - t_start
-        if status == "ok" and self.stop_training:
-            status = "stopped"
+        if status == OK and self.stop_training:
+            status = STOPPED
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self._finish(status, message, wall)
 
     def _end_epoch(self) -> None:
-        n = max(self.acc["count"], 1)
-        elapsed = self.acc["time"]
+        sums = self.running
+        n = max(sums.count, 1)
+        elapsed = sums.time
         metrics = {
             "epoch": self.epoch + 1,
             "step": self.step,
-            "train_loss": float(self.acc["loss"]) / n,
-            "train_acc": float(self.acc["correct"]) / n,
+            "train_loss": float(sums.loss) / n,
+            "train_acc": float(sums.correct) / n,
             "val_loss": math.nan,
             "val_acc": math.nan,
             "lr": self.optimizer.param_groups[0]["lr"],
             "epoch_time": elapsed,
-            "images_per_s": self.acc["count"] / max(elapsed, 1e-9),
+            "images_per_s": sums.count / max(elapsed, 1e-9),
         }
         if self.loaders.val is not None and len(self.loaders.val.images):
             val = self.evaluate(self.loaders.val)
@@ -300,35 +320,24 @@ class Trainer:
         self.history.append(metrics)
         self.epoch += 1
         self.epoch_done = True
-        self._reset_accumulators()
+        self.running = EpochSums.zeros(self.device)
         for cb in self.callbacks:
             cb.on_epoch_end(self, self.epoch - 1, metrics)
 
     def _finish(self, status: str, message: str, wall: float) -> RunResult:
-        t = self.config.train
-        if status != "diverged" and t.precise_bn and self.loaders.train_eval is not None:
-            from cnnlab.train.precise_bn import precise_bn
-
-            precise_bn(self.model, self.loaders.train_eval, num_batches=t.precise_bn)
+        for cb in self.callbacks:
+            cb.on_fit_end(self, status)  # final weights, before the test (precise BN)
         test = {}
-        if status != "diverged" and self.loaders.test is not None and len(self.loaders.test.images):
-            test = self.evaluate(self.loaders.test, tta=t.tta)
+        if status != DIVERGED and self.loaders.test is not None and len(self.loaders.test.images):
+            test = self.evaluate(self.loaders.test, tta=self.config.train.tta)
         summary = self.summary(status, wall, test)
-        o = self.config.optim
-        if o.l1 or o.group_lasso:  # sparsity the penalties produced (whole weights and units)
-            from cnnlab.train.regularizers import format_sparsity, sparsity_report
-
-            report = sparsity_report(self.model)
-            summary["sparsity"] = report["total"]
-            if self.out_dir is not None:
-                atomic_write_text(self.out_dir / "sparsity.txt", format_sparsity(report) + "\n")
+        for cb in self.callbacks:
+            cb.on_summary(self, summary)  # e.g. the sparsity report
         if self.out_dir is not None:
             atomic_write_json(self.out_dir / "summary.json", summary)
         return RunResult(status, self.history, summary, self.model, self.out_dir, message)
 
     def summary(self, status: str, wall: float, test: dict) -> dict:
-        from cnnlab.models.registry import count_params
-
         last = self.history[-1] if self.history else {}
         monitored = [h for h in self.history if not math.isnan(h.get("val_acc", math.nan))]
         best = max(monitored, key=lambda h: h["val_acc"]) if monitored else {}
@@ -369,12 +378,11 @@ class Trainer:
         state.update(
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict() if self.scaler else None,
+            scaler=self.scaler.state_dict() or None,  # None when disabled (not fp16)
             loader=self.train_loader.state_dict(),
             callbacks={key: cb.state_dict() for key, cb in self._callback_keys().items()},
             rng=rng_state(),
-            accumulators={"loss": self.acc["loss"].cpu(), "correct": self.acc["correct"].cpu(),
-                          "count": self.acc["count"], "time": self.acc["time"]},
+            accumulators=self.running.state_dict(),
             stop_training=self.stop_training,
         )
         return state
@@ -400,7 +408,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler"):
+        if state.get("scaler"):  # a disabled scaler ignores it
             self.scaler.load_state_dict(state["scaler"])
         self.train_loader.load_state_dict(state["loader"])
         for key, cb in self._callback_keys().items():
@@ -408,9 +416,7 @@ class Trainer:
                 cb.load_state_dict(state["callbacks"][key])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = list(state["history"])
-        acc = state["accumulators"]
-        self.acc = {"loss": acc["loss"].to(self.device), "correct": acc["correct"].to(self.device),
-                    "count": acc["count"], "time": acc["time"]}
+        self.running = EpochSums.from_state(state["accumulators"], self.device)
         self.stop_training = state["stop_training"]
         self.epoch_done = self.train_loader.batch == 0
         set_rng_state(state["rng"])
