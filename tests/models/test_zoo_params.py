@@ -83,6 +83,14 @@ def test_cifar_and_variant_parameter_counts(key, expected):
     assert count_params(_meta(name, **kw)) == expected
 
 
+@pytest.mark.parametrize(("base", "width", "depth", "released"), [
+    ("efficientnet_b0", 1.2, 1.4, "efficientnet_b3"),
+])
+def test_efficientnet_multipliers_reach_the_released_variants(base, width, depth, released):
+    scaled = _meta(base, num_classes=1000, width_mult=width, depth_mult=depth)
+    assert count_params(scaled) == IMAGENET_1000[released]
+
+
 def test_meta_count_equals_real_build():
     assert count_params(create_model("resnet18", num_classes=1000)) == 11_689_512
 
