@@ -3,7 +3,7 @@
 Sources of the figures (checked, not copied from this code):
 - torchvision's weight metadata ("num_params"): resnet18..152, resnext50_32x4d,
   resnext101_32x8d, wide_resnet50_2, vgg11..vgg19(_bn), alexnet, googlenet, mobilenet_v2,
-  efficientnet_b0..b3, convnext_tiny/small; FLOPs: its "_ops" (GMACs).
+  efficientnet_b0..b7, convnext_tiny/small; FLOPs: its "_ops" (GMACs).
 - osmr/imgclsmob (pytorchcv) model tests: mobilenet_w1 4,231,976; wrn28_10_cifar10
   36,479,194; resnet20_cifar10 272,474 (projection shortcuts, option B).
 - ResNet-20 with option-A shortcuts: 269,722 (He et al. 2016 report 0.27M); CIFAR ResNet
@@ -48,6 +48,10 @@ IMAGENET_1000 = {
     "efficientnet_b1": 7_794_184,
     "efficientnet_b2": 9_109_994,
     "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616,
+    "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704,
+    "efficientnet_b7": 66_347_960,
     "convnext_tiny": 28_589_128,
     "convnext_small": 50_223_688,
 }
@@ -85,6 +89,7 @@ def test_cifar_and_variant_parameter_counts(key, expected):
 
 @pytest.mark.parametrize(("base", "width", "depth", "released"), [
     ("efficientnet_b0", 1.2, 1.4, "efficientnet_b3"),
+    ("efficientnet_b3", 2.0, 3.1, "efficientnet_b7"),
 ])
 def test_efficientnet_multipliers_reach_the_released_variants(base, width, depth, released):
     scaled = _meta(base, num_classes=1000, width_mult=width, depth_mult=depth)

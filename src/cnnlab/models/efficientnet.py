@@ -1,4 +1,4 @@
-"""EfficientNet-B0 to B3 (Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for
+"""EfficientNet-B0 to B7 (Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for
 Convolutional Neural Networks").
 
 B0 is seven stages of MBConv blocks (inverted residuals with squeeze-excitation at 0.25 of
@@ -14,7 +14,8 @@ code) - the numbers the reference weights and parameter counts come from - and
 :func:`scaled_stages` applies them to B0's stage table with the reference rounding:
 channels ``round_filters`` (nearest multiple of 8, never more than 10% down), repeats
 ``round_repeats`` (ceil). Parameter counts equal torchvision's: B0 5,288,548;
-B1 7,794,184; B2 9,109,994; B3 12,233,232 (1000 classes).
+B1 7,794,184; B2 9,109,994; B3 12,233,232; B4 19,341,616; B5 30,389,784; B6 43,040,704;
+B7 66,347,960 (1000 classes).
 
 Every variant is a row of ``EFFICIENTNETS`` built by :func:`build_efficientnet`, whose
 ``width_mult``, ``depth_mult`` and ``resolution`` default to the row's released values and
@@ -199,5 +200,9 @@ EFFICIENTNETS: dict[str, Variant] = {
     "efficientnet_b1": _released(1, "7,794,184"),
     "efficientnet_b2": _released(2, "9,109,994"),
     "efficientnet_b3": _released(3, "12,233,232"),
+    "efficientnet_b4": _released(4, "19,341,616"),
+    "efficientnet_b5": _released(5, "30,389,784"),
+    "efficientnet_b6": _released(6, "43,040,704"),
+    "efficientnet_b7": _released(7, "66,347,960"),
 }
 register_family(build_efficientnet, EFFICIENTNETS, family="efficientnet", paper=_TAN)
