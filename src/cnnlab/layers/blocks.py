@@ -93,7 +93,6 @@ class ConvNormAct(nn.Sequential):
         if act_layer is not None:
             layers["act"] = make_act(act_layer)
         super().__init__(layers)
-        self.c_in, self.c_out = c_in, c_out
 
 
 def make_norm(norm_layer: NormLayer, channels: int) -> nn.Module:
@@ -434,7 +433,6 @@ class InceptionModule(nn.Module):
         self.branch3 = nn.Sequential(cna(c_in, c5_red, 1), cna(c5_red, c5, c5_kernel))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True),
                                      cna(c_in, pool_proj, 1))
-        self.c_out = c1 + c3 + c5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = (self.branch1, self.branch2, self.branch3, self.branch4)

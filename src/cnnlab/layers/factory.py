@@ -109,11 +109,3 @@ def get_conv_layer(name) -> type[nn.Module]:
 
 def norm_names() -> list[str]:
     return sorted(_NORMS)
-
-
-def act_names() -> list[str]:
-    return sorted(_ACTS)
-
-
-def conv_names() -> list[str]:
-    return sorted(_CONVS)

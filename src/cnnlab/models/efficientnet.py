@@ -60,7 +60,7 @@ B0_STAGES: list[tuple[int, int, int, int, int]] = [
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 ]
-B0_STEM, B0_HEAD = 32, 1280
+B0_STEM = 32  # stem filters; the 1x1 head has 4x the last stage's (1280 for B0)
 
 
 @dataclass(frozen=True)
