@@ -164,6 +164,9 @@ RESNETS: dict[str, Variant] = {
     "resnet18": Variant(
         dict(block=BasicBlock, layers=(2, 2, 2, 2)),
         "ResNet-18: basic blocks 2-2-2-2 (11,689,512 parameters at 1000 classes)."),
+    "resnet26": Variant(
+        dict(block=Bottleneck, layers=(2, 2, 2, 2)),
+        "ResNet-26 (timm): bottlenecks 2-2-2-2 (15,995,176 parameters at 1000 classes)."),
     "resnet34": Variant(
         dict(block=BasicBlock, layers=(3, 4, 6, 3)),
         "ResNet-34: basic blocks 3-4-6-3 (21,797,672 parameters at 1000 classes)."),
