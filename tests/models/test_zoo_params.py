@@ -8,6 +8,9 @@ Sources of the figures (checked, not copied from this code):
   36,479,194; resnet20_cifar10 272,474 (projection shortcuts, option B).
 - ResNet-20 with option-A shortcuts: 269,722 (He et al. 2016 report 0.27M); CIFAR ResNet
   32/44/56/110 with option A: 464,154 / 658,586 / 853,018 / 1,727,962.
+- ResNet-26 (timm's resnet26: bottlenecks 2-2-2-2, the stem of resnet50): 15,995,176,
+  osmr/imgclsmob's resnetbc26b; resnet50's 25,557,032 less 1, 2, 4, 1 bottlenecks of the
+  four stages (17 w^2 + 12 w parameters each at width w = 64, 128, 256, 512).
 - AlexNet 2012 (two towers): 60,965,224 (Caffe's bvlc_alexnet, the paper's "60 million").
 - LeNet-5 (dense C3, linear output), one channel, 10 classes: 61,706.
 - GoogLeNet with the paper's 5x5 branch: 6,624,904 + 16 * sum(5x5reduce * 5x5) = 7,005,832;
@@ -24,6 +27,7 @@ from cnnlab.models.registry import count_flops, count_params
 
 IMAGENET_1000 = {
     "resnet18": 11_689_512,
+    "resnet26": 15_995_176,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,
     "resnet101": 44_549_160,
