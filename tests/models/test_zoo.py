@@ -15,7 +15,8 @@ EXPECTED = [
     "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
     "preact_resnet18", "wide_resnet28_10", "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
-    "convnext_tiny", "convnext_small", "convnext_cifar",
+    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+    "convnext_tiny", "convnext_small", "convnext_cifar", "resnet26",
 ]
 # 5+ GFLOPs even at 32x32: run them at 16x16 (still the small-image stem) to keep this fast
 HEAVY = {"resnet101", "resnet152", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet28_10",

@@ -3,11 +3,14 @@
 Sources of the figures (checked, not copied from this code):
 - torchvision's weight metadata ("num_params"): resnet18..152, resnext50_32x4d,
   resnext101_32x8d, wide_resnet50_2, vgg11..vgg19(_bn), alexnet, googlenet, mobilenet_v2,
-  efficientnet_b0..b3, convnext_tiny/small; FLOPs: its "_ops" (GMACs).
+  efficientnet_b0..b7, convnext_tiny/small; FLOPs: its "_ops" (GMACs).
 - osmr/imgclsmob (pytorchcv) model tests: mobilenet_w1 4,231,976; wrn28_10_cifar10
   36,479,194; resnet20_cifar10 272,474 (projection shortcuts, option B).
 - ResNet-20 with option-A shortcuts: 269,722 (He et al. 2016 report 0.27M); CIFAR ResNet
   32/44/56/110 with option A: 464,154 / 658,586 / 853,018 / 1,727,962.
+- ResNet-26 (timm's resnet26: bottlenecks 2-2-2-2, the stem of resnet50): 15,995,176,
+  osmr/imgclsmob's resnetbc26b; resnet50's 25,557,032 less 1, 2, 4, 1 bottlenecks of the
+  four stages (17 w^2 + 12 w parameters each at width w = 64, 128, 256, 512).
 - AlexNet 2012 (two towers): 60,965,224 (Caffe's bvlc_alexnet, the paper's "60 million").
 - LeNet-5 (dense C3, linear output), one channel, 10 classes: 61,706.
 - GoogLeNet with the paper's 5x5 branch: 6,624,904 + 16 * sum(5x5reduce * 5x5) = 7,005,832;
@@ -24,6 +27,7 @@ from cnnlab.models.registry import count_flops, count_params
 
 IMAGENET_1000 = {
     "resnet18": 11_689_512,
+    "resnet26": 15_995_176,
     "resnet34": 21_797_672,
     "resnet50": 25_557_032,
     "resnet101": 44_549_160,
@@ -48,6 +52,10 @@ IMAGENET_1000 = {
     "efficientnet_b1": 7_794_184,
     "efficientnet_b2": 9_109_994,
     "efficientnet_b3": 12_233_232,
+    "efficientnet_b4": 19_341_616,
+    "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704,
+    "efficientnet_b7": 66_347_960,
     "convnext_tiny": 28_589_128,
     "convnext_small": 50_223_688,
 }
@@ -81,6 +89,15 @@ def test_cifar_and_variant_parameter_counts(key, expected):
     name, extra = key
     kw = {"num_classes": 10, **dict(extra)}
     assert count_params(_meta(name, **kw)) == expected
+
+
+@pytest.mark.parametrize(("base", "width", "depth", "released"), [
+    ("efficientnet_b0", 1.2, 1.4, "efficientnet_b3"),
+    ("efficientnet_b3", 2.0, 3.1, "efficientnet_b7"),
+])
+def test_efficientnet_multipliers_reach_the_released_variants(base, width, depth, released):
+    scaled = _meta(base, num_classes=1000, width_mult=width, depth_mult=depth)
+    assert count_params(scaled) == IMAGENET_1000[released]
 
 
 def test_meta_count_equals_real_build():

@@ -15,8 +15,6 @@ from cnnlab.layers.drop import (
     spatial_dropout,
 )
 from cnnlab.layers.factory import (
-    act_names,
-    conv_names,
     get_act_layer,
     get_conv_layer,
     get_norm_layer,
@@ -40,8 +38,8 @@ from cnnlab.layers.residual import Residual, projection_shortcut
 __all__ = [
     "BatchChannelNorm", "Cutout", "DropConnect", "DropConnectConv2d", "DropConnectLinear",
     "DropPath", "Dropout", "EstimatedBatchNorm2d", "GroupNorm", "InstanceNorm", "LayerNorm",
-    "LayerNorm2d", "LayerNormCHW", "Residual", "SpatialDropout", "WSConv2d", "act_names",
-    "conv_names", "cutout", "default_groups", "drop_connect", "drop_path", "dropout",
-    "get_act_layer", "get_conv_layer", "get_norm_layer", "norm_names", "projection_shortcut",
-    "register_norm", "spatial_dropout", "standardize_weight",
+    "LayerNorm2d", "LayerNormCHW", "Residual", "SpatialDropout", "WSConv2d", "cutout",
+    "default_groups", "drop_connect", "drop_path", "dropout", "get_act_layer",
+    "get_conv_layer", "get_norm_layer", "norm_names", "projection_shortcut", "register_norm",
+    "spatial_dropout", "standardize_weight",
 ]

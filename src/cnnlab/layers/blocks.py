@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import ModelError
 from cnnlab.layers.drop import DropPath
 from cnnlab.layers.residual import projection_shortcut
 
@@ -92,15 +93,22 @@ class ConvNormAct(nn.Sequential):
         if act_layer is not None:
             layers["act"] = make_act(act_layer)
         super().__init__(layers)
-        self.c_in, self.c_out = c_in, c_out
 
 
-def _norm_or_identity(norm_layer: NormLayer, channels: int) -> nn.Module:
+def make_norm(norm_layer: NormLayer, channels: int) -> nn.Module:
+    """Instantiate a norm type for ``channels``; None gives the identity."""
     return norm_layer(channels) if norm_layer is not None else nn.Identity()
 
 
 def _drop_path(p: float) -> nn.Module:
     return DropPath(p) if p > 0 else nn.Identity()
+
+
+def _check_basic(block: str, groups: int, base_width: int) -> None:
+    if groups != 1 or base_width != 64:
+        raise ModelError(f"{block} takes groups=1 and base_width=64 (grouped and wide "
+                         f"variants need bottleneck blocks), got groups={groups}, "
+                         f"base_width={base_width}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -164,9 +172,11 @@ class BasicBlock(nn.Module):
         act_layer: ActLayer = nn.ReLU,
         shortcut: nn.Module | None = None,
         drop_path: float = 0.0,
-        **_: object,
+        groups: int = 1,
+        base_width: int = 64,
     ):
         super().__init__()
+        _check_basic("BasicBlock", groups, base_width)
         self.conv1 = ConvNormAct(c_in, width, 3, stride, norm_layer=norm_layer,
                                  act_layer=act_layer)
         self.conv2 = ConvNormAct(width, width, 3, norm_layer=norm_layer, act_layer=None)
@@ -206,7 +216,6 @@ class Bottleneck(nn.Module):
         drop_path: float = 0.0,
         groups: int = 1,
         base_width: int = 64,
-        **_: object,
     ):
         super().__init__()
         inner = int(width * (base_width / 64.0)) * groups
@@ -235,9 +244,12 @@ class PreActBasicBlock(nn.Module):
     the Wide ResNet block of Zagoruyko & Komodakis 2016).
 
     (B, c_in, H, W) -> (B, width, H / stride, W / stride); no activation after the sum.
+    A network of these blocks has a bare first convolution and a final norm-act
+    (``preact``).
     """
 
     expansion = 1
+    preact = True
 
     def __init__(
         self,
@@ -249,14 +261,16 @@ class PreActBasicBlock(nn.Module):
         shortcut: nn.Module | None = None,
         drop_path: float = 0.0,
         dropout: float = 0.0,
-        **_: object,
+        groups: int = 1,
+        base_width: int = 64,
     ):
         super().__init__()
+        _check_basic("PreActBasicBlock", groups, base_width)
         bias = norm_layer is None
-        self.norm1 = _norm_or_identity(norm_layer, c_in)
+        self.norm1 = make_norm(norm_layer, c_in)
         self.act1 = make_act(act_layer)
         self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=bias)
-        self.norm2 = _norm_or_identity(norm_layer, width)
+        self.norm2 = make_norm(norm_layer, width)
         self.act2 = make_act(act_layer)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=bias)
@@ -380,7 +394,7 @@ class ConvNeXtBlock(nn.Module):
     ):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = _norm_or_identity(norm_layer, dim)
+        self.norm = make_norm(norm_layer, dim)
         self.fc1 = nn.Linear(dim, mlp_ratio * dim)
         self.act = make_act(act_layer)
         self.fc2 = nn.Linear(mlp_ratio * dim, dim)
@@ -419,7 +433,6 @@ class InceptionModule(nn.Module):
         self.branch3 = nn.Sequential(cna(c_in, c5_red, 1), cna(c5_red, c5, c5_kernel))
         self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True),
                                      cna(c_in, pool_proj, 1))
-        self.c_out = c1 + c3 + c5 + pool_proj
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = (self.branch1, self.branch2, self.branch3, self.branch4)
@@ -453,5 +466,5 @@ def init_weights(model: nn.Module, linear_std: float | None = None) -> None:
 __all__ = [
     "BasicBlock", "Bottleneck", "ConvNeXtBlock", "ConvNormAct", "DepthwiseSeparable",
     "InceptionModule", "InvertedResidual", "PadShortcut", "PreActBasicBlock", "SqueezeExcite",
-    "init_weights", "make_act", "make_divisible", "make_shortcut",
+    "init_weights", "make_act", "make_divisible", "make_norm", "make_shortcut",
 ]

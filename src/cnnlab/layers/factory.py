@@ -19,14 +19,13 @@ Conv names: "conv" (nn.Conv2d), "ws" / "wsconv" (WSConv2d, weight-standardized).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from collections.abc import Callable
 
 from torch import nn
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ModelError, did_you_mean
 from cnnlab.layers.norm import (
     BatchChannelNorm,
     GroupNorm,
@@ -80,9 +79,8 @@ def _lookup(table: dict, kind: str, name):
         return name  # already a type (or None)
     key = name.lower()
     if key not in table:
-        close = difflib.get_close_matches(key, table, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ModelError(f"unknown {kind} '{name}'{hint}; choose from {', '.join(sorted(table))}")
+        raise ModelError(f"unknown {kind} '{name}'{did_you_mean(key, table)}; "
+                         f"choose from {', '.join(sorted(table))}")
     return table[key]
 
 
@@ -111,11 +109,3 @@ def get_conv_layer(name) -> type[nn.Module]:
 
 def norm_names() -> list[str]:
     return sorted(_NORMS)
-
-
-def act_names() -> list[str]:
-    return sorted(_ACTS)
-
-
-def conv_names() -> list[str]:
-    return sorted(_CONVS)

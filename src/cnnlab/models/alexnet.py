@@ -30,7 +30,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import ConvNormAct, init_weights, make_act
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
-from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
+from cnnlab.models.registry import ImageClassifier, Variant, register_family, resolve_stem
 
 _K2012 = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
 _K2014 = "Krizhevsky, One weird trick for parallelizing CNNs, arXiv:1404.5997 (2014)"
@@ -42,6 +42,7 @@ class AlexNet(ImageClassifier):
 
     def __init__(
         self,
+        *,
         num_classes: int = 1000,
         in_chans: int = 3,
         channels: Sequence[int] = (64, 192, 384, 256, 256),
@@ -60,7 +61,7 @@ class AlexNet(ImageClassifier):
         c1, c2, c3, c4, c5 = channels
 
         def cna(a: int, b: int, k: int, s: int = 1, g: int = 1, p: int | None = None):
-            return ConvNormAct(a, b, k, s, p, groups=g, norm_layer=norm_layer,
+            return ConvNormAct(a, b, k, s, padding=p, groups=g, norm_layer=norm_layer,
                                act_layer=act_layer, bias=True)
 
         def lrn_layer() -> nn.Module:  # the paper's k=2, n=5, alpha=1e-4, beta=0.75
@@ -92,22 +93,26 @@ class AlexNet(ImageClassifier):
         return self.features(x)
 
 
-@register_model(family="alexnet", default_input=224, min_input=63, paper=_K2014)
-def alexnet(num_classes: int = 1000, in_chans: int = 3, norm: str = "none", act: str = "relu",
-            stem: str = "auto", input_size: int | None = None, hidden: int | None = None,
-            drop_rate: float = 0.5) -> AlexNet:
-    """AlexNet as in torchvision (single tower, 64-192-384-256-256, no LRN)."""
-    return AlexNet(num_classes, in_chans, (64, 192, 384, 256, 256), (1, 1, 1, 1, 1), False,
-                   get_norm_layer(norm), get_act_layer(act),
-                   resolve_stem(stem, input_size, "alexnet"), hidden, drop_rate)
+def build_alexnet(*, variant: str, channels: Sequence[int], groups: Sequence[int],
+                  num_classes: int = 1000, in_chans: int = 3, norm: str = "none",
+                  act: str = "relu", stem: str = "auto", input_size: int | None = None,
+                  lrn: bool = False, hidden: int | None = None,
+                  drop_rate: float = 0.5) -> AlexNet:
+    """An AlexNet with conv filters ``channels`` and ``groups`` (two towers: 2)."""
+    return AlexNet(num_classes=num_classes, in_chans=in_chans, channels=channels,
+                   groups=groups, lrn=lrn, norm_layer=get_norm_layer(norm),
+                   act_layer=get_act_layer(act), stem=resolve_stem(stem, input_size, variant),
+                   hidden=hidden, drop_rate=drop_rate)
 
 
-@register_model(family="alexnet", default_input=224, min_input=63, paper=_K2012)
-def alexnet_2012(num_classes: int = 1000, in_chans: int = 3, norm: str = "none",
-                 act: str = "relu", stem: str = "auto", input_size: int | None = None,
-                 lrn: bool = True, hidden: int | None = None,
-                 drop_rate: float = 0.5) -> AlexNet:
-    """The original two-tower AlexNet (96-256-384-384-256, grouped conv2/4/5, LRN)."""
-    return AlexNet(num_classes, in_chans, (96, 256, 384, 384, 256), (1, 2, 1, 2, 2), lrn,
-                   get_norm_layer(norm), get_act_layer(act),
-                   resolve_stem(stem, input_size, "alexnet_2012"), hidden, drop_rate)
+ALEXNETS: dict[str, Variant] = {
+    "alexnet": Variant(
+        dict(channels=(64, 192, 384, 256, 256), groups=(1, 1, 1, 1, 1)),
+        "AlexNet as in torchvision (single tower, 64-192-384-256-256, no LRN; 61,100,840 "
+        "parameters at 1000 classes).", paper=_K2014),
+    "alexnet_2012": Variant(
+        dict(channels=(96, 256, 384, 384, 256), groups=(1, 2, 1, 2, 2)),
+        "The original two-tower AlexNet (96-256-384-384-256, grouped conv2/4/5, LRN; "
+        "60,965,224 parameters at 1000 classes).", paper=_K2012, defaults=dict(lrn=True)),
+}
+register_family(build_alexnet, ALEXNETS, family="alexnet", default_input=224, min_input=63)

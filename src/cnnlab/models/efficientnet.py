@@ -1,4 +1,4 @@
-"""EfficientNet-B0 to B3 (Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for
+"""EfficientNet-B0 to B7 (Tan & Le 2019, "EfficientNet: Rethinking Model Scaling for
 Convolutional Neural Networks").
 
 B0 is seven stages of MBConv blocks (inverted residuals with squeeze-excitation at 0.25 of
@@ -14,7 +14,14 @@ code) - the numbers the reference weights and parameter counts come from - and
 :func:`scaled_stages` applies them to B0's stage table with the reference rounding:
 channels ``round_filters`` (nearest multiple of 8, never more than 10% down), repeats
 ``round_repeats`` (ceil). Parameter counts equal torchvision's: B0 5,288,548;
-B1 7,794,184; B2 9,109,994; B3 12,233,232 (1000 classes).
+B1 7,794,184; B2 9,109,994; B3 12,233,232; B4 19,341,616; B5 30,389,784; B6 43,040,704;
+B7 66,347,960 (1000 classes).
+
+Every variant is a row of ``EFFICIENTNETS`` built by :func:`build_efficientnet`, whose
+``width_mult``, ``depth_mult`` and ``resolution`` default to the row's released values and
+take any others: ``create_model("efficientnet_b0", width_mult=1.2, depth_mult=1.4,
+resolution=300)``, or with the rule, ``s = compound_scaling(2.5)`` then
+``width_mult=s.width, depth_mult=s.depth, resolution=s.resolution``.
 
 ``stem="cifar"`` (or ``"auto"`` with ``input_size <= 64``): the stem convolution and the
 first strided stage keep stride 1, so a 32x32 image ends at 4x4 instead of 1x1.
@@ -31,7 +38,13 @@ from torch import nn
 from cnnlab.errors import ModelError
 from cnnlab.layers.blocks import ConvNormAct, InvertedResidual, init_weights, make_divisible
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
-from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
+from cnnlab.models.registry import (
+    ImageClassifier,
+    Variant,
+    input_side,
+    register_family,
+    resolve_stem,
+)
 
 _TAN = "Tan & Le, EfficientNet: Rethinking Model Scaling for CNNs, ICML 2019"
 
@@ -47,7 +60,7 @@ B0_STAGES: list[tuple[int, int, int, int, int]] = [
     (6, 5, 2, 192, 4),
     (6, 3, 1, 320, 1),
 ]
-B0_STEM, B0_HEAD = 32, 1280
+B0_STEM = 32  # stem filters; the 1x1 head has 4x the last stage's (1280 for B0)
 
 
 @dataclass(frozen=True)
@@ -113,13 +126,16 @@ def scaled_stages(scaling: Scaling) -> list[tuple[int, int, int, int, int]]:
 
 class EfficientNet(ImageClassifier):
     """(B, C, r, r) -> conv 3x3/2 -> 7 MBConv stages -> 1x1 conv (head) -> (B, F, r/32, r/32)
-    -> GAP -> dropout -> linear."""
+    -> GAP -> dropout -> linear; B0 with channels and repeats scaled by ``scaling``."""
 
-    def __init__(self, scaling: Scaling, num_classes: int = 1000, in_chans: int = 3,
+    def __init__(self, *, scaling: Scaling, num_classes: int = 1000, in_chans: int = 3,
                  norm_layer=nn.BatchNorm2d, act_layer=nn.SiLU, stem: str = "imagenet",
                  drop_rate: float | None = None, drop_path_rate: float = 0.2,
                  se_ratio: float = 0.25):
         super().__init__(num_classes, in_chans, min_input=1)  # padded convs take any size
+        if not (scaling.width > 0 and scaling.depth > 0):
+            raise ModelError(f"EfficientNet needs width_mult and depth_mult > 0, got "
+                             f"{scaling.width} and {scaling.depth}")
         self.stem, self.scaling = stem, scaling
         small = stem == "cifar"
         c = round_filters(B0_STEM, scaling.width)
@@ -135,8 +151,9 @@ class EfficientNet(ImageClassifier):
                 if small and stride == 2 and first_strided:
                     stride, first_strided = 1, False
                 dp = drop_path_rate * done / total  # linear in depth, as the reference
-                stage.append(InvertedResidual(c, c_out, stride, e, k, se_ratio, norm_layer,
-                                              act_layer, dp))
+                stage.append(InvertedResidual(c, c_out, stride, expand_ratio=e, kernel_size=k,
+                                              se_ratio=se_ratio, norm_layer=norm_layer,
+                                              act_layer=act_layer, drop_path=dp))
                 c, done = c_out, done + 1
             blocks.append(nn.Sequential(*stage))
         head = 4 * c  # 1280 for B0 (= round_filters(1280, width) for every Bn)
@@ -150,30 +167,42 @@ class EfficientNet(ImageClassifier):
         return self.blocks(self.stem_layers(x))
 
 
-def _efficientnet(variant: int, *, num_classes: int, in_chans: int, norm: str, act: str,
-                  stem: str, input_size: int | None, drop_rate: float | None,
-                  drop_path_rate: float) -> EfficientNet:
-    return EfficientNet(efficientnet_scaling(variant), num_classes, in_chans,
-                        get_norm_layer(norm), get_act_layer(act),
-                        resolve_stem(stem, input_size, f"efficientnet_b{variant}"), drop_rate,
-                        drop_path_rate)
+def build_efficientnet(*, variant: str, num_classes: int = 1000, in_chans: int = 3,
+                       norm: str = "bn", act: str = "silu", stem: str = "auto",
+                       input_size: int | None = None, width_mult: float = 1.0,
+                       depth_mult: float = 1.0, resolution: int = 224, drop_rate: float = 0.2,
+                       drop_path_rate: float = 0.2) -> EfficientNet:
+    """B0 with channels x ``width_mult`` and repeats x ``depth_mult``, made for
+    ``resolution`` x ``resolution`` images (``stem="auto"`` decides by ``input_size``, else
+    by ``resolution``)."""
+    side = input_side(input_size) if input_size is not None else resolution
+    return EfficientNet(scaling=Scaling(width_mult, depth_mult, resolution, drop_rate),
+                        num_classes=num_classes, in_chans=in_chans,
+                        norm_layer=get_norm_layer(norm), act_layer=get_act_layer(act),
+                        stem=resolve_stem(stem, side, variant), drop_rate=drop_rate,
+                        drop_path_rate=drop_path_rate)
 
 
-def _register(variant: int) -> None:
-    sc = EFFICIENTNET_PARAMS[variant]
-
-    def builder(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn",
-                act: str = "silu", stem: str = "auto", input_size: int | None = None,
-                drop_rate: float | None = None, drop_path_rate: float = 0.2) -> EfficientNet:
-        return _efficientnet(variant, num_classes=num_classes, in_chans=in_chans, norm=norm,
-                             act=act, stem=stem, input_size=input_size, drop_rate=drop_rate,
-                             drop_path_rate=drop_path_rate)
-
-    builder.__name__ = builder.__qualname__ = f"efficientnet_b{variant}"
-    builder.__doc__ = (f"EfficientNet-B{variant}: width x{sc.width}, depth x{sc.depth}, native "
-                       f"{sc.resolution}x{sc.resolution}; dropout {sc.dropout} by default.")
-    register_model(builder, family="efficientnet", default_input=sc.resolution, paper=_TAN)
+def _released(b: int, params: str) -> Variant:
+    """The row of EfficientNet-B``b``: the authors' multipliers as its defaults."""
+    s = EFFICIENTNET_PARAMS[b]
+    return Variant(
+        {}, f"EfficientNet-B{b}: width x{s.width}, depth x{s.depth}, native "
+            f"{s.resolution}x{s.resolution}; dropout {s.dropout} by default ({params} "
+            f"parameters at 1000 classes).",
+        default_input=s.resolution,
+        defaults=dict(width_mult=s.width, depth_mult=s.depth, resolution=s.resolution,
+                      drop_rate=s.dropout))
 
 
-for _variant in (0, 1, 2, 3):
-    _register(_variant)
+EFFICIENTNETS: dict[str, Variant] = {
+    "efficientnet_b0": _released(0, "5,288,548"),
+    "efficientnet_b1": _released(1, "7,794,184"),
+    "efficientnet_b2": _released(2, "9,109,994"),
+    "efficientnet_b3": _released(3, "12,233,232"),
+    "efficientnet_b4": _released(4, "19,341,616"),
+    "efficientnet_b5": _released(5, "30,389,784"),
+    "efficientnet_b6": _released(6, "43,040,704"),
+    "efficientnet_b7": _released(7, "66,347,960"),
+}
+register_family(build_efficientnet, EFFICIENTNETS, family="efficientnet", paper=_TAN)

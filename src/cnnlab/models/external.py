@@ -13,13 +13,12 @@ says which package to install. ``pretrained=True`` loads the library's default w
 
 from __future__ import annotations
 
-import difflib
 import importlib
 
 import torch
 from torch import nn
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ModelError, close_matches
 
 SOURCES = {"timm": "timm", "torchvision": "torchvision"}  # prefix -> package to install
 
@@ -34,7 +33,7 @@ def _import(source: str, spec: str):
 
 
 def _unknown(spec: str, name: str, names: list[str], source: str) -> ModelError:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    close = close_matches(name, names, n=3)
     hint = f"; did you mean {', '.join(f'{source}:{c}' for c in close)}?" if close else ""
     return ModelError(f"{source} has no model '{name}'{hint}")
 

@@ -44,7 +44,7 @@ INCEPTION_CFG: dict[str, tuple[int, ...]] = {
 class InceptionAux(nn.Module):
     """(B, C, H, W) -> 4x4 avg pool -> 1x1 conv 128 -> flatten (2048) -> 1024 -> classes."""
 
-    def __init__(self, c_in: int, num_classes: int, norm_layer, act_layer,
+    def __init__(self, c_in: int, num_classes: int, *, norm_layer, act_layer,
                  drop_rate: float = 0.7):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(4)
@@ -63,9 +63,9 @@ class GoogLeNet(ImageClassifier):
     """(B, C, 224, 224) -> stem (B, 192, 28, 28) -> 3a, 3b -> pool (14x14) -> 4a-4e ->
     pool (7x7) -> 5a, 5b -> (B, 1024, 7, 7) -> GAP -> dropout -> linear."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, norm_layer=nn.BatchNorm2d,
-                 act_layer=nn.ReLU, stem: str = "imagenet", aux_logits: bool = False,
-                 drop_rate: float = 0.2, c5_kernel: int = 3):
+    def __init__(self, *, num_classes: int = 1000, in_chans: int = 3,
+                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU, stem: str = "imagenet",
+                 aux_logits: bool = False, drop_rate: float = 0.2, c5_kernel: int = 3):
         # imagenet: the stride-2 conv and ceil-mode pools need 15 pixels (torchvision's
         # min_size); cifar: the 3x3/2 ceil-mode pool after 3b needs 2 (2 -> 1 -> 1)
         super().__init__(num_classes, in_chans, min_input=15 if stem == "imagenet" else 2)
@@ -96,8 +96,9 @@ class GoogLeNet(ImageClassifier):
         # the same 7x7 output at 224)
         self.inception5 = nn.Sequential(inception("5a"), inception("5b"))
         self.num_features = 1024
-        self.aux1 = InceptionAux(512, num_classes, norm_layer, act_layer) if aux_logits else None
-        self.aux2 = InceptionAux(528, num_classes, norm_layer, act_layer) if aux_logits else None
+        aux = dict(norm_layer=norm_layer, act_layer=act_layer)
+        self.aux1 = InceptionAux(512, num_classes, **aux) if aux_logits else None
+        self.aux2 = InceptionAux(528, num_classes, **aux) if aux_logits else None
         self._set_head(1024, num_classes, drop_rate)
         init_weights(self)
 
@@ -134,6 +135,6 @@ def googlenet(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn", act:
               stem: str = "auto", input_size: int | None = None, aux_logits: bool = False,
               drop_rate: float = 0.2, c5_kernel: int = 3) -> GoogLeNet:
     """GoogLeNet with batch norm (torchvision's layout; aux heads optional)."""
-    return GoogLeNet(num_classes, in_chans, get_norm_layer(norm), get_act_layer(act),
-                     resolve_stem(stem, input_size, "googlenet"), aux_logits, drop_rate,
-                     c5_kernel)
+    return GoogLeNet(num_classes=num_classes, in_chans=in_chans, norm_layer=get_norm_layer(norm),
+                     act_layer=get_act_layer(act), stem=resolve_stem(stem, input_size, "googlenet"),
+                     aux_logits=aux_logits, drop_rate=drop_rate, c5_kernel=c5_kernel)

@@ -191,25 +191,35 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], where: str,
                assign: bool = False) -> None:
-    """``load_state_dict`` with a one-line ModelError naming what does not fit."""
+    """``load_state_dict`` (strict) with a one-line ModelError naming what does not fit.
+
+    A model may rename the keys of an older layout while loading (as torch's BatchNorm
+    does), so the keys are compared only when loading fails."""
+    try:
+        model.load_state_dict(state, strict=True, assign=assign)
+    except RuntimeError as e:
+        raise ModelError(_misfit(model, state, where, e)) from None
+
+
+def _misfit(model: nn.Module, state: Mapping[str, torch.Tensor], where: str,
+            error: RuntimeError) -> str:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
               if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}"
-                         + (" ..." if len(unexpected) > 3 else ""))
-        if shapes:
-            parts.append(f"shape {'; '.join(shapes[:2])}" + (" ..." if len(shapes) > 2 else ""))
-        raise ModelError(f"the weights in {where} do not fit "
-                         f"'{getattr(model, 'model_name', type(model).__name__)}': "
-                         + "; ".join(parts))
-    model.load_state_dict(state, strict=True, assign=assign)
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    if unexpected:
+        parts.append(f"unexpected {', '.join(unexpected[:3])}"
+                     + (" ..." if len(unexpected) > 3 else ""))
+    if shapes:
+        parts.append(f"shape {'; '.join(shapes[:2])}" + (" ..." if len(shapes) > 2 else ""))
+    if not parts:
+        parts.append(str(error).strip().splitlines()[-1][:200])
+    return (f"the weights in {where} do not fit "
+            f"'{getattr(model, 'model_name', type(model).__name__)}': " + "; ".join(parts))
 
 
 def build_and_load(name: str, num_classes: int, in_chans: int, args: Mapping,

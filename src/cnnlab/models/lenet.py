@@ -32,7 +32,7 @@ class LeNet5(ImageClassifier):
     dense layers keeps 400 inputs (it is the identity at 32x32).
     """
 
-    def __init__(self, num_classes: int = 10, in_chans: int = 1, norm_layer=None,
+    def __init__(self, *, num_classes: int = 10, in_chans: int = 1, norm_layer=None,
                  act_layer=nn.Tanh, pool: str = "avg", padding: int = 0):
         if pool not in POOLS:
             raise ModelError(f"lenet5 pool must be 'avg' or 'max', got {pool!r}")
@@ -73,4 +73,5 @@ def lenet5(num_classes: int = 10, in_chans: int = 3, norm: str = "none", act: st
     if padding is None:
         side = input_side(input_size)
         padding = 2 if side is not None and side < 32 else 0
-    return LeNet5(num_classes, in_chans, get_norm_layer(norm), get_act_layer(act), pool, padding)
+    return LeNet5(num_classes=num_classes, in_chans=in_chans, norm_layer=get_norm_layer(norm),
+                  act_layer=get_act_layer(act), pool=pool, padding=padding)

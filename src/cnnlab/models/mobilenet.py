@@ -8,10 +8,11 @@
   t, depthwise 3x3, linear 1x1 projection; identity shortcut when the shape allows), a
   1280-channel 1x1 head, dropout 0.2; 3,504,872 parameters at 1000 classes (torchvision).
 
-``width_mult`` scales every layer's channels (rounded to multiples of 8; v2 keeps at least
-1280 head channels). ``stem="cifar"`` (or ``"auto"`` with ``input_size <= 64``) removes the
-first two stride-2 steps (the stem's and the first strided block's), so a 32x32 image ends
-at 4x4 instead of 1x1 (as kuangliu/pytorch-cifar's MobileNetV2).
+Both are rows of ``MOBILENETS``, built by :func:`build_mobilenet` from the paper's layer
+table. ``width_mult`` scales every layer's channels (rounded to multiples of 8; v2 keeps
+at least 1280 head channels). ``stem="cifar"`` (or ``"auto"`` with ``input_size <= 64``)
+removes the first two stride-2 steps (the stem's and the first strided block's), so a
+32x32 image ends at 4x4 instead of 1x1 (as kuangliu/pytorch-cifar's MobileNetV2).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from cnnlab.layers.blocks import (
     make_divisible,
 )
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
-from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
+from cnnlab.models.registry import ImageClassifier, Variant, register_family, resolve_stem
 
 # (pointwise filters, stride) of the 13 depthwise-separable layers: the paper's table 1
 V1_CFG: list[tuple[int, int]] = [
@@ -48,12 +49,12 @@ def _check_width(width_mult: float) -> None:
 
 
 class MobileNetV1(ImageClassifier):
-    """(B, C, 224, 224) -> conv 3x3/2 (32) -> 13 separable layers -> (B, 1024, 7, 7) ->
-    GAP -> [dropout] -> linear."""
+    """(B, C, 224, 224) -> conv 3x3/2 (32) -> 13 separable layers (``cfg``) ->
+    (B, 1024, 7, 7) -> GAP -> [dropout] -> linear."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, width_mult: float = 1.0,
-                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU, stem: str = "imagenet",
-                 drop_rate: float = 0.0):
+    def __init__(self, *, cfg: list[tuple[int, int]] = V1_CFG, num_classes: int = 1000,
+                 in_chans: int = 3, width_mult: float = 1.0, norm_layer=nn.BatchNorm2d,
+                 act_layer=nn.ReLU, stem: str = "imagenet", drop_rate: float = 0.0):
         super().__init__(num_classes, in_chans, min_input=1)  # padded convs take any size
         _check_width(width_mult)
         self.stem = stem
@@ -62,7 +63,7 @@ class MobileNetV1(ImageClassifier):
         self.stem_layers = ConvNormAct(in_chans, c, 3, 1 if small else 2, norm_layer=norm_layer,
                                        act_layer=act_layer)
         layers, first_strided = [], True
-        for filters, stride in V1_CFG:
+        for filters, stride in cfg:
             if small and stride == 2 and first_strided:
                 stride, first_strided = 1, False  # drop the first downsampling too
             c_out = make_divisible(filters * width_mult)
@@ -79,10 +80,11 @@ class MobileNetV1(ImageClassifier):
 
 
 class MobileNetV2(ImageClassifier):
-    """(B, C, 224, 224) -> conv 3x3/2 (32) -> 17 inverted residuals -> 1x1 conv (1280) ->
-    (B, 1280, 7, 7) -> GAP -> dropout -> linear."""
+    """(B, C, 224, 224) -> conv 3x3/2 (32) -> 17 inverted residuals (``cfg``) -> 1x1 conv
+    (1280) -> (B, 1280, 7, 7) -> GAP -> dropout -> linear."""
 
-    def __init__(self, num_classes: int = 1000, in_chans: int = 3, width_mult: float = 1.0,
+    def __init__(self, *, cfg: list[tuple[int, int, int, int]] = V2_CFG,
+                 num_classes: int = 1000, in_chans: int = 3, width_mult: float = 1.0,
                  norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU6, stem: str = "imagenet",
                  drop_rate: float = 0.2):
         super().__init__(num_classes, in_chans, min_input=1)
@@ -93,14 +95,14 @@ class MobileNetV2(ImageClassifier):
         self.stem_layers = ConvNormAct(in_chans, c, 3, 1 if small else 2, norm_layer=norm_layer,
                                        act_layer=act_layer)
         layers, first_strided = [], True
-        for t, filters, n, s in V2_CFG:
+        for t, filters, n, s in cfg:
             c_out = make_divisible(filters * width_mult)
             for i in range(n):
                 stride = s if i == 0 else 1
                 if small and stride == 2 and first_strided:
                     stride, first_strided = 1, False
-                layers.append(InvertedResidual(c, c_out, stride, t, norm_layer=norm_layer,
-                                               act_layer=act_layer))
+                layers.append(InvertedResidual(c, c_out, stride, expand_ratio=t,
+                                               norm_layer=norm_layer, act_layer=act_layer))
                 c = c_out
         last = make_divisible(1280 * max(1.0, width_mult))
         layers.append(ConvNormAct(c, last, 1, norm_layer=norm_layer, act_layer=act_layer))
@@ -113,25 +115,29 @@ class MobileNetV2(ImageClassifier):
         return self.blocks(self.stem_layers(x))  # (B, 1280, H/32, W/32)
 
 
-@register_model(family="mobilenet", default_input=224,
-                paper="Howard et al., MobileNets: Efficient CNNs for Mobile Vision "
-                      "Applications, arXiv:1704.04861 (2017)")
-def mobilenet_v1(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn",
-                 act: str = "relu", stem: str = "auto", input_size: int | None = None,
-                 width_mult: float = 1.0, drop_rate: float = 0.0) -> MobileNetV1:
-    """MobileNet v1 (depthwise separable convolutions; width multiplier alpha)."""
-    return MobileNetV1(num_classes, in_chans, width_mult, get_norm_layer(norm),
-                       get_act_layer(act), resolve_stem(stem, input_size, "mobilenet_v1"),
-                       drop_rate)
+def build_mobilenet(*, variant: str, arch: type[MobileNetV1 | MobileNetV2], cfg: list,
+                    num_classes: int = 1000, in_chans: int = 3, norm: str = "bn",
+                    act: str = "relu", stem: str = "auto", input_size: int | None = None,
+                    width_mult: float = 1.0, drop_rate: float = 0.0) -> nn.Module:
+    """A MobileNet of version ``arch`` with the layer table ``cfg``; ``width_mult`` scales
+    its channels (the paper's width multiplier alpha)."""
+    return arch(cfg=cfg, num_classes=num_classes, in_chans=in_chans, width_mult=width_mult,
+                norm_layer=get_norm_layer(norm), act_layer=get_act_layer(act),
+                stem=resolve_stem(stem, input_size, variant), drop_rate=drop_rate)
 
 
-@register_model(family="mobilenet", default_input=224,
-                paper="Sandler et al., MobileNetV2: Inverted Residuals and Linear "
-                      "Bottlenecks, CVPR 2018")
-def mobilenet_v2(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn",
-                 act: str = "relu6", stem: str = "auto", input_size: int | None = None,
-                 width_mult: float = 1.0, drop_rate: float = 0.2) -> MobileNetV2:
-    """MobileNet v2 (inverted residuals, linear bottlenecks; width multiplier)."""
-    return MobileNetV2(num_classes, in_chans, width_mult, get_norm_layer(norm),
-                       get_act_layer(act), resolve_stem(stem, input_size, "mobilenet_v2"),
-                       drop_rate)
+MOBILENETS: dict[str, Variant] = {
+    "mobilenet_v1": Variant(
+        dict(arch=MobileNetV1, cfg=V1_CFG),
+        "MobileNet v1 (depthwise separable convolutions; width multiplier alpha; 4,231,976 "
+        "parameters at 1000 classes).",
+        paper="Howard et al., MobileNets: Efficient CNNs for Mobile Vision Applications, "
+              "arXiv:1704.04861 (2017)"),
+    "mobilenet_v2": Variant(
+        dict(arch=MobileNetV2, cfg=V2_CFG),
+        "MobileNet v2 (inverted residuals, linear bottlenecks; width multiplier; 3,504,872 "
+        "parameters at 1000 classes).",
+        paper="Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, "
+              "CVPR 2018", defaults=dict(act="relu6", drop_rate=0.2)),
+}
+register_family(build_mobilenet, MOBILENETS, family="mobilenet")

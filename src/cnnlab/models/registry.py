@@ -1,6 +1,12 @@
 """Model registry: ``@register_model`` on builders, ``create_model(name, ...)``,
 ``list_models("resnet*")`` and ``model_info`` (a model card with parameters and FLOPs).
 
+A family with several variants registers them as rows of a table (timm's
+``model_args = dict(block=..., layers=[...])``): ``register_family(build_resnet, RESNETS)``
+where ``RESNETS["resnet18"] = Variant(dict(block=BasicBlock, layers=(2, 2, 2, 2)), doc)``.
+The row's arguments are fixed (they make the variant and are not ``model.*`` keys); every
+other argument of the family builder is the variant's, with the row's ``defaults``.
+
 Also the pieces every family shares at the model level: :class:`ImageClassifier` (one
 interface: ``forward_features``, ``forward_head``, ``forward``, ``reset_classifier``, and a
 cheap check that an input is not smaller than the architecture accepts) and
@@ -10,19 +16,20 @@ cheap check that an input is not smaller than the architecture accepts) and
 from __future__ import annotations
 
 import copy
-import difflib
 import fnmatch
 import functools
 import inspect
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from cnnlab.errors import ModelError
+from cnnlab.errors import ModelError, close_matches, did_you_mean
+from cnnlab.utils.params import count_params  # noqa: F401  (the model cards use it; re-exported)
 
 
 @dataclass(frozen=True)
@@ -30,12 +37,11 @@ class ModelEntry:
     """What the registry knows about a name before building it (the static card)."""
 
     name: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module]  # a plain builder or a VariantBuilder
     family: str
     default_input: int  # native square input side in pixels
     min_input: int  # smallest square side the architecture accepts
     paper: str = ""
-    tags: tuple = field(default_factory=tuple)
 
     @property
     def num_classes(self) -> int:
@@ -73,6 +79,73 @@ def register_model(
     return wrap(fn) if fn is not None else wrap
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One row of a family's table.
+
+    ``args``: the family builder's arguments that make this variant (block type, stage
+    depths, widths, ...); fixed, so not ``model.*`` keys. ``doc``: the card's description
+    (what it is, its parameter count). ``defaults``: the variant's own defaults for other
+    arguments (e.g. ``drop_path_rate=0.4``). The card fields left None are the family's.
+    """
+
+    args: Mapping[str, Any]
+    doc: str
+    family: str | None = None
+    paper: str | None = None
+    default_input: int | None = None
+    min_input: int | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+class VariantBuilder:
+    """A family builder with a row's arguments fixed: what the registry calls for a variant.
+
+    Its signature (which ``create_model`` validates keys against and ``builder_params``
+    lists) is the family builder's minus the fixed arguments, with the row's defaults. The
+    family builder also gets ``variant=<registered name>``, for its messages.
+    """
+
+    def __init__(self, family_builder: Callable[..., nn.Module], name: str, row: Variant):
+        self.family_builder = family_builder
+        self.fixed = {"variant": name, **row.args}
+        self.defaults = dict(row.defaults)
+        sig = inspect.signature(family_builder)
+        unknown = (set(self.fixed) | set(self.defaults)) - set(sig.parameters)
+        if unknown:
+            raise TypeError(f"{name}: {family_builder.__name__} has no argument(s) "
+                            f"{sorted(unknown)}")
+        params = [p.replace(default=self.defaults.get(k, p.default))
+                  for k, p in sig.parameters.items() if k not in self.fixed]
+        required = [p.name for p in params if p.default is inspect.Parameter.empty]
+        if required:
+            raise TypeError(f"{name}: the row must fix {required} of {family_builder.__name__}")
+        self.__signature__ = sig.replace(parameters=params)
+        self.__name__ = self.__qualname__ = name
+        self.__module__ = family_builder.__module__
+        self.__doc__ = row.doc
+
+    def __call__(self, **kwargs) -> nn.Module:
+        return self.family_builder(**self.fixed, **{**self.defaults, **kwargs})
+
+    def __repr__(self) -> str:
+        return f"<{self.__name__}: {self.family_builder.__name__} with {self.fixed}>"
+
+
+def register_family(builder: Callable[..., nn.Module], variants: Mapping[str, Variant], *,
+                    family: str, default_input: int = 224, min_input: int = 1,
+                    paper: str = "") -> None:
+    """Register every row of a family's table through its one ``builder``; a row's card
+    fields default to the family's."""
+    for name, row in variants.items():
+        register_model(
+            VariantBuilder(builder, name, row), name=name, family=row.family or family,
+            default_input=row.default_input or default_input,
+            min_input=row.min_input or min_input,
+            paper=row.paper if row.paper is not None else paper,
+        )
+
+
 def _norm_name(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
@@ -83,7 +156,7 @@ def suggest_models(name: str, n: int = 3) -> list[str]:
     key = _norm_name(name)
     by_norm = {_norm_name(k): k for k in _REGISTRY}
     exact = [by_norm[key]] if key in by_norm else []
-    close = difflib.get_close_matches(key, list(by_norm), n=n, cutoff=0.6)
+    close = close_matches(key, by_norm, n=n)
     prefixed = sorted(v for k, v in by_norm.items() if key and k.startswith(key))
     out: list[str] = []
     for cand in exact + [by_norm[c] for c in close] + prefixed:
@@ -105,7 +178,8 @@ def get_entry(name: str) -> ModelEntry:
 
 
 def builder_params(name: str) -> list[str]:
-    """Keyword arguments a registered builder accepts."""
+    """Keyword arguments a registered builder accepts (for a table row: the family
+    builder's minus those the row fixes)."""
     sig = inspect.signature(get_entry(name).builder)
     return [p for p in sig.parameters if sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
 
@@ -126,10 +200,8 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
         for key in kwargs:
             if key not in sig.parameters:
                 allowed = [p for p in sig.parameters if p not in ("num_classes", "in_chans")]
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
                 raise ModelError(
-                    f"model '{name}' has no argument '{key}'{hint}; "
+                    f"model '{name}' has no argument '{key}'{did_you_mean(key, allowed)}; "
                     f"it takes: {', '.join(allowed) or 'no arguments'}"
                 )
     try:
@@ -147,10 +219,6 @@ def list_models(pattern: str = "*") -> list[str]:
     """Registered names matching a shell-style wildcard (case-insensitive), sorted."""
     _load_families()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern.lower()))
-
-
-def count_params(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def count_flops(model: nn.Module, input_size: int | tuple[int, int], in_chans: int = 3) -> int:
@@ -282,9 +350,8 @@ def resolve_stem(stem: str, input_size: int | Sequence[int] | None, model: str,
     A family designed for small images (``native="cifar"``) has no ImageNet stem.
     """
     if stem not in STEMS:
-        close = difflib.get_close_matches(str(stem), STEMS, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ModelError(f"{model}: unknown stem {stem!r}{hint}; choose auto, imagenet or cifar")
+        raise ModelError(f"{model}: unknown stem {stem!r}{did_you_mean(stem, STEMS)}; "
+                         f"choose auto, imagenet or cifar")
     if stem == "auto":
         side = input_side(input_size)
         return "cifar" if side is not None and side <= SMALL_IMAGE_MAX else native

@@ -20,6 +20,8 @@ Simonyan & Zisserman, "Very Deep Convolutional Networks", ICLR 2015.
 
 from __future__ import annotations
 
+import re
+
 import torch
 from torch import nn
 
@@ -28,20 +30,18 @@ from cnnlab.layers.blocks import ConvNormAct, init_weights
 from cnnlab.layers.drop import Dropout
 from cnnlab.layers.factory import get_act_layer, get_norm_layer
 from cnnlab.layers.residual import Residual
-from cnnlab.models.registry import ImageClassifier, register_model, resolve_stem
-
-
-def conv_norm_act(c_in: int, c_out: int, norm_layer=None, act_layer=nn.ReLU) -> list[nn.Module]:
-    """3x3 'same' convolution, optional norm, activation (bias only when there is no norm)."""
-    mods: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=norm_layer is None)]
-    if norm_layer is not None:
-        mods.append(norm_layer(c_out))
-    mods.append(act_layer(inplace=True) if act_layer is nn.ReLU else act_layer())
-    return mods
+from cnnlab.models.registry import (
+    ImageClassifier,
+    Variant,
+    register_family,
+    register_model,
+    resolve_stem,
+)
 
 
 class VGGBlock(nn.Sequential):
-    """``layers`` conv-norm-act units at ``c_out`` filters, then 2x2 max-pooling.
+    """``layers`` 3x3 conv-norm-act units at ``c_out`` filters (a bias only without norm),
+    then 2x2 max-pooling: (B, c_in, H, W) -> (B, c_out, H/2, W/2).
 
     With ``residual`` the units form the branch of a :class:`~cnnlab.layers.Residual`
     (the last activation moves after the addition, as in ResNet; a 1x1 projection
@@ -49,22 +49,31 @@ class VGGBlock(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, layers: int, norm_layer=None, act_layer=nn.ReLU,
                  residual: bool = False):
-        mods = []
-        for i in range(layers):
-            mods += conv_norm_act(c_in if i == 0 else c_out, c_out, norm_layer, act_layer)
+        units = [ConvNormAct(c_in if i == 0 else c_out, c_out, 3, norm_layer=norm_layer,
+                             act_layer=None if residual and i == layers - 1 else act_layer)
+                 for i in range(layers)]
         if residual:
-            branch = nn.Sequential(*mods[:-1])  # (B, c_out, H, W), activation after the sum
-            mods = [Residual(branch, "auto", c_in, c_out, norm_layer=norm_layer,
-                             act_layer=act_layer)]
-        mods.append(nn.MaxPool2d(2))
-        super().__init__(*mods)
+            units = [Residual(nn.Sequential(*units), "auto", c_in, c_out, norm_layer=norm_layer,
+                              act_layer=act_layer)]
+        super().__init__(*units, nn.MaxPool2d(2))
 
 
-class VGGLike(nn.Module):
-    """(B, C, H, W) -> blocks of convs and pooling -> GAP -> linear -> (B, num_classes)."""
+# A key of a checkpoint written before VGGLike was built from ConvNormAct: "features.B.J.p"
+# (or "features.B.0.branch.J.p"), J counting conv, [norm], act modules of each unit.
+_LEGACY_KEY = re.compile(r"features\.(\d+)\.(0\.branch\.)?(\d+)\.(\w+)")
+
+
+class VGGLike(ImageClassifier):
+    """(B, C, H, W) -> blocks of convs and pooling -> GAP -> [dropout] -> linear ->
+    (B, num_classes).
+
+    The weights start from PyTorch's default initialization, drawn in module order (each
+    convolution, then the classifier), as the seed's depth experiment did. Checkpoints of
+    the seed's layout (``features.B.J``, ``head``) still load."""
 
     def __init__(
         self,
+        *,
         num_classes: int = 10,
         in_chans: int = 3,
         blocks: int = 3,
@@ -73,11 +82,11 @@ class VGGLike(nn.Module):
         norm_layer=None,
         act_layer=nn.ReLU,
         input_size: int = 32,
-        max_width: int = 0,
         residual: bool = False,
         dropout: float = 0.0,
     ):
-        super().__init__()
+        # each block halves the side (floor): 2**blocks pixels leave 1x1 features
+        super().__init__(num_classes, in_chans, min_input=2**blocks)
         if blocks < 1 or layers < 1 or width < 1:
             raise ModelError(
                 f"vgg needs blocks, layers and width >= 1, got {blocks}, {layers}, {width}"
@@ -92,30 +101,46 @@ class VGGLike(nn.Module):
         stages, c_in = [], in_chans
         for b in range(blocks):
             c_out = width * 2**b
-            if max_width:
-                c_out = min(c_out, max_width)
-            stages.append(VGGBlock(c_in, c_out, layers, norm_layer, act_layer, residual))
+            stages.append(VGGBlock(c_in, c_out, layers, norm_layer=norm_layer, act_layer=act_layer,
+                                   residual=residual))
             c_in = c_out
         self.features = nn.Sequential(*stages)
         self.num_features = c_in
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.drop = Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(c_in, num_classes)
+        self._set_head(c_in, num_classes)
+        self.head_drop = Dropout(dropout) if dropout > 0 else nn.Identity()  # cnnlab's masks
+        # the head after the features, as the seed model registered them: parameters() (the
+        # optimizer's order, which checkpoints store) and named_modules() keep that order
+        for name in ("pool", "pre_logits", "head_drop", "fc"):
+            self._modules[name] = self._modules.pop(name)
+        self._legacy_unit = 3 if norm_layer is not None else 2  # modules per unit, seed layout
+
+    @property
+    def head(self) -> nn.Module:
+        """The final linear layer (``fc``), under the seed model's name."""
+        return self.fc
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)  # (B, C_last, H / 2**blocks, W / 2**blocks)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.drop(self.pool(x).flatten(1)))
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # rename the seed layout's keys (torch's BatchNorm migrates old checkpoints likewise)
+        k = self._legacy_unit
+        for key in [key for key in state_dict if key.startswith(prefix)]:
+            rest = key[len(prefix):]
+            m = _LEGACY_KEY.fullmatch(rest)
+            if m:
+                b, branch, j, name = m.groups()
+                part = "conv" if int(j) % k == 0 else "norm"
+                new = f"features.{b}.{branch or ''}{int(j) // k}.{part}.{name}"
+            elif rest in ("head.weight", "head.bias"):
+                new = "fc." + rest[len("head."):]
+            else:
+                continue
+            state_dict[prefix + new] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
-    def reset_classifier(self, num_classes: int) -> None:
-        self.head = nn.Linear(self.num_features, num_classes)
-
-
-@register_model(family="vgg", default_input=32, min_input=2, paper="Simonyan & Zisserman 2015")
+@register_model(family="vgg", default_input=32, min_input=8, paper="Simonyan & Zisserman 2015")
 def vgg(
     num_classes: int = 10,
     in_chans: int = 3,
@@ -132,8 +157,9 @@ def vgg(
 
     ``residual=True`` adds a skip connection around each block's convolutions;
     ``dropout`` is applied to the pooled features before the linear head."""
-    return VGGLike(num_classes, in_chans, blocks, layers, width, get_norm_layer(norm),
-                   get_act_layer(act), input_size, residual=residual, dropout=dropout)
+    return VGGLike(num_classes=num_classes, in_chans=in_chans, blocks=blocks, layers=layers,
+                   width=width, norm_layer=get_norm_layer(norm), act_layer=get_act_layer(act),
+                   input_size=input_size, residual=residual, dropout=dropout)
 
 
 # --- the published configurations -------------------------------------------------------
@@ -158,7 +184,7 @@ class VGG(ImageClassifier):
     "cifar": global average pool (512), Linear -> (B, classes).
     """
 
-    def __init__(self, cfg: list[int | str], num_classes: int = 1000, in_chans: int = 3,
+    def __init__(self, *, cfg: list[int | str], num_classes: int = 1000, in_chans: int = 3,
                  norm_layer=None, act_layer=nn.ReLU, stem: str = "imagenet",
                  hidden: int = 4096, drop_rate: float = 0.5):
         pools = sum(1 for v in cfg if v == "M")
@@ -190,26 +216,32 @@ class VGG(ImageClassifier):
         return self.features(x)  # (B, 512, H/32, W/32)
 
 
-def _vgg(cfg: str, *, num_classes: int, in_chans: int, norm: str, act: str, stem: str,
-         input_size: int | None, drop_rate: float) -> VGG:
-    return VGG(CFGS[cfg], num_classes, in_chans, get_norm_layer(norm), get_act_layer(act),
-               resolve_stem(stem, input_size, cfg), drop_rate=drop_rate)
+def build_vgg(*, variant: str, cfg: list[int | str], num_classes: int = 1000,
+              in_chans: int = 3, norm: str = "none", act: str = "relu", stem: str = "auto",
+              input_size: int | None = None, drop_rate: float = 0.5) -> VGG:
+    """A published VGG from its layer recipe ``cfg``."""
+    return VGG(cfg=cfg, num_classes=num_classes, in_chans=in_chans,
+               norm_layer=get_norm_layer(norm), act_layer=get_act_layer(act),
+               stem=resolve_stem(stem, input_size, variant), drop_rate=drop_rate)
 
 
-def _register_vgg(cfg: str, bn: bool) -> None:
-    name = f"{cfg}_bn" if bn else cfg
-
-    def builder(num_classes: int = 1000, in_chans: int = 3, norm: str = "bn" if bn else "none",
-                act: str = "relu", stem: str = "auto", input_size: int | None = None,
-                drop_rate: float = 0.5) -> VGG:
-        return _vgg(cfg, num_classes=num_classes, in_chans=in_chans, norm=norm, act=act,
-                    stem=stem, input_size=input_size, drop_rate=drop_rate)
-
-    builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = (f"VGG-{cfg[3:]} (recipe {cfg!r})" + (" with batch norm." if bn else "."))
-    register_model(builder, family="vgg", default_input=224, min_input=32, paper=_SZ)
-
-
-for _cfg in CFGS:
-    _register_vgg(_cfg, bn=False)
-    _register_vgg(_cfg, bn=True)
+_BN = dict(norm="bn")
+VGGS: dict[str, Variant] = {
+    "vgg11": Variant(dict(cfg=CFGS["vgg11"]),
+                     "VGG-11 (recipe 'vgg11'; 132,863,336 parameters at 1000 classes)."),
+    "vgg11_bn": Variant(dict(cfg=CFGS["vgg11"]), "VGG-11 (recipe 'vgg11') with batch norm "
+                        "(132,868,840 parameters at 1000 classes).", defaults=_BN),
+    "vgg13": Variant(dict(cfg=CFGS["vgg13"]),
+                     "VGG-13 (recipe 'vgg13'; 133,047,848 parameters at 1000 classes)."),
+    "vgg13_bn": Variant(dict(cfg=CFGS["vgg13"]), "VGG-13 (recipe 'vgg13') with batch norm "
+                        "(133,053,736 parameters at 1000 classes).", defaults=_BN),
+    "vgg16": Variant(dict(cfg=CFGS["vgg16"]),
+                     "VGG-16 (recipe 'vgg16'; 138,357,544 parameters at 1000 classes)."),
+    "vgg16_bn": Variant(dict(cfg=CFGS["vgg16"]), "VGG-16 (recipe 'vgg16') with batch norm "
+                        "(138,365,992 parameters at 1000 classes).", defaults=_BN),
+    "vgg19": Variant(dict(cfg=CFGS["vgg19"]),
+                     "VGG-19 (recipe 'vgg19'; 143,667,240 parameters at 1000 classes)."),
+    "vgg19_bn": Variant(dict(cfg=CFGS["vgg19"]), "VGG-19 (recipe 'vgg19') with batch norm "
+                        "(143,678,248 parameters at 1000 classes).", defaults=_BN),
+}
+register_family(build_vgg, VGGS, family="vgg", default_input=224, min_input=32, paper=_SZ)
