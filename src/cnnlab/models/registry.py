@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError, close_matches, did_you_mean
-from cnnlab.utils.params import count_params  # noqa: F401  (the model cards use it; re-exported)
+from cnnlab.utils.params import count_params
 
 
 @dataclass(frozen=True)
