@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.data import folder, load_dataset
+from cnnlab.data import load_dataset
+from cnnlab.data.sources import folder
 from cnnlab.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train.tar.gz"

@@ -6,7 +6,7 @@ import argparse
 import textwrap
 
 from cnnlab.config import parse_value
-from cnnlab.data.pipeline import OPS, PRESETS
+from cnnlab.data.augment import OPS, PRESETS
 
 EPILOG = f"""\
 pipelines:
@@ -62,7 +62,7 @@ def pipeline_spec(text: str):
 
 def run_preview(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
-    from cnnlab.data.preview import preview_grid
+    from cnnlab.data.augment.preview import preview_grid
     from cnnlab.errors import ConfigError
 
     if args.n < 1 or args.k < 1:
