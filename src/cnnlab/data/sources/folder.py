@@ -410,7 +410,7 @@ def _open_stream(path: Path) -> BinaryIO:
 def _header_error(block: bytes, offset: int) -> Exception:
     """Why the block at byte ``offset`` of the stream is not a tar header."""
     if len(block) < _BLOCK:
-        return EOFError(f"the archive ends inside a header ({len(block)} of {_BLOCK} bytes)")
+        return EOFError(f"the archive ends inside an entry ({len(block)} of {_BLOCK} bytes)")
     try:  # checksum: sum of the header bytes with its own field read as spaces
         stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
     except ValueError:
@@ -443,7 +443,8 @@ def iter_tar(path: Path) -> Iterator[tuple[str, bool, bytes | None]]:
                     yield member.name, True, None
                 elif member.isfile():
                     with tf.extractfile(member) as f:
-                        yield member.name, False, f.read()
+                        data = f.read()
+                    yield member.name, False, data
             # tarfile ends quietly at the first block it cannot read as a header: that must
             # be the end-of-archive block (zeros) or the end of the stream, as for tar
             end = tf.offset  # where the next header would start
