@@ -71,11 +71,6 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     return hflip(x, flip_mask(len(x), p, generator, x.device))
 
 
-def random_vflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Flip each sample upside-down with probability ``p``."""
-    return vflip(x, flip_mask(len(x), p, generator, x.device))
-
-
 def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int,
               mode: str = "constant") -> torch.Tensor:
     """Per-sample integer shift: the crop at offset (pad + dy, pad + dx) of the padded image.
