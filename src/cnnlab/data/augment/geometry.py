@@ -105,17 +105,17 @@ def identity_matrix(b: int, device: torch.device | None = None) -> torch.Tensor:
 
 
 def _from_rows(a, b_, c, d, e, f) -> torch.Tensor:
-    """(B, 3, 3) from the six (B,) entries of [[a, b, c], [d, e, f], [0, 0, 1]]."""
+    """(B, 3, 3) float32 from the six entries of [[a, b, c], [d, e, f], [0, 0, 1]], each a
+    (B,) tensor or a number."""
     ref = next(t for t in (a, b_, c, d, e, f) if isinstance(t, torch.Tensor))
-    n, dev = len(ref), ref.device
-
-    def full(v):
-        return v.float() if isinstance(v, torch.Tensor) else torch.full((n,), float(v),
-                                                                        device=dev)
-
-    zero, one = torch.zeros(n, device=dev), torch.ones(n, device=dev)
-    rows = [full(a), full(b_), full(c), full(d), full(e), full(f), zero, zero, one]
-    return torch.stack(rows, 1).view(n, 3, 3)
+    out = torch.zeros(len(ref), 9, device=ref.device)  # filled column by column:
+    out[:, 8] = 1  # fewer allocations than stacking nine (B,) tensors
+    for i, v in enumerate((a, b_, c, d, e, f)):
+        if isinstance(v, torch.Tensor):
+            out[:, i] = v
+        elif v:
+            out[:, i] = float(v)
+    return out.view(-1, 3, 3)
 
 
 def flip_matrix(hmask: torch.Tensor | None = None, vmask: torch.Tensor | None = None,
@@ -142,11 +142,14 @@ def rotation_matrix(degrees: torch.Tensor) -> torch.Tensor:
     ``torch.rot90`` bit for bit.
     """
     rad = degrees.double() * (math.pi / 180)
-    c, s = torch.cos(rad), torch.sin(rad)
-    c = torch.where((c - c.round()).abs() < 1e-9, c.round(), c)  # snap cos(90) = 6e-17 to 0
-    s = torch.where((s - s.round()).abs() < 1e-9, s.round(), s)
+
+    def snapped(t: torch.Tensor) -> torch.Tensor:  # cos(90) = 6e-17 -> 0, as float32
+        r = t.round()
+        return torch.where((t - r).abs() < 1e-9, r, t).float()
+
+    c, s = snapped(torch.cos(rad)), snapped(torch.sin(rad))
     # out (u, v) samples in (c u - s v, s u + c v): content turns counter-clockwise on screen
-    return _from_rows(c.float(), -s.float(), 0, s.float(), c.float(), 0)
+    return _from_rows(c, -s, 0, s, c, 0)
 
 
 def shear_matrix(sx: torch.Tensor | float = 0.0, sy: torch.Tensor | float = 0.0
