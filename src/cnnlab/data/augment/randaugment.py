@@ -72,7 +72,7 @@ class RandAugment(GeometricOp):
         standard = randaugment_ops()
         ops = list(standard if ops is None else ops)
         for op in ops:
-            if op not in standard:
+            if not isinstance(op, str) or op not in standard:
                 raise ConfigError(f"augment op '{self.name}': unknown op {op!r} in ops"
                                   f"{did_you_mean(op, standard)}; "
                                   f"allowed: {', '.join(standard)}")
