@@ -28,9 +28,7 @@ import torch
 from PIL import Image, ImageEnhance, ImageOps
 
 import cnnlab
-from cnnlab.data.augment import build_pipeline
-from cnnlab.data.mixing import MixUpCutMix
-from cnnlab.data.pipeline import Pipeline
+from cnnlab.data.augment import MixUpCutMix, Pipeline, build_pipeline
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tar.gz"
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import cnnlab
 from cnnlab.config import apply_overrides
-from cnnlab.data.synthetic import toy_dataset
+from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.train import fit
 from cnnlab.train.hardware import resolve_device
 

@@ -18,7 +18,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def toy():
-    from cnnlab.data.synthetic import toy_dataset
+    from cnnlab.data.sources.synthetic import toy_dataset
 
     return toy_dataset(n=192, size=16, channels=3, classes=4, seed=0, test=64)
 

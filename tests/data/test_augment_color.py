@@ -14,6 +14,8 @@ from cnnlab.data.augment import (
     Invert,
     Posterize,
     RandomErasing,
+)
+from cnnlab.data.augment.color import (
     autocontrast,
     brightness,
     contrast,

@@ -16,13 +16,8 @@ from cnnlab.data.augment import (
     Shear,
     Translate,
     VFlip,
-    affine,
-    hflip,
-    rotate,
-    shift,
-    vflip,
 )
-from cnnlab.data.geometry import identity_matrix
+from cnnlab.data.augment.geometry import affine, hflip, identity_matrix, rotate, shift, vflip
 
 
 def gen(seed: int = 0) -> torch.Generator:

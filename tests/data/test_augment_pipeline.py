@@ -18,8 +18,8 @@ from cnnlab.data.augment import (
     build_pipeline,
     make_op,
 )
-from cnnlab.data.geometry import rotation_matrix, shift_matrix
-from cnnlab.data.randaugment import _color
+from cnnlab.data.augment.geometry import rotation_matrix, shift_matrix
+from cnnlab.data.augment.randaugment import _color
 from cnnlab.errors import ConfigError
 
 
@@ -99,7 +99,7 @@ def test_flip_crop_preset_scales_with_image_size_and_is_one_resampling():
 
 
 def test_legacy_flip_crop_api():
-    from cnnlab.data.augment import flip_mask, hflip, random_crop, random_hflip, translate
+    from cnnlab.data.augment.geometry import flip_mask, hflip, random_crop, random_hflip, translate
 
     x = images(4)
     out, y = FlipCrop(pad=2)(x, torch.arange(4), gen())

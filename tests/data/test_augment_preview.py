@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from cnnlab.cli import main
+from cnnlab.data.augment.preview import augment_examples, caption, pick, preview_grid
 from cnnlab.data.dataset import ImageSet
-from cnnlab.data.preview import augment_examples, caption, pick, preview_grid
 
 
 def image_set(n: int = 60, c: int = 3, classes: int = 5) -> ImageSet:

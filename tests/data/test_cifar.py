@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data import cifar, load_dataset
+from cnnlab.data import load_dataset
+from cnnlab.data.sources import cifar
 from cnnlab.errors import DataError
 
 N = 4  # images per batch file

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cnnlab.data import load_dataset
-from cnnlab.data.digits import resize_images
+from cnnlab.data.dataset import resize_images
 
 
 @pytest.fixture(scope="module")

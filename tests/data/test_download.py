@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from cnnlab.data import download as dl
+from cnnlab.data.sources import download as dl
 from cnnlab.errors import DataError
 
 BODY = bytes(range(256)) * 40  # 10 KiB

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 import shutil
 import tarfile
 import time
@@ -13,7 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.data import folder, load_dataset
+from cnnlab.data import load_dataset
+from cnnlab.data.sources import folder
 from cnnlab.errors import DataError
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train.tar.gz"
@@ -123,6 +126,51 @@ def test_not_a_tar(tmp_path):
     (tmp_path / "x.tar").write_bytes(b"hello" * 200)
     with pytest.raises(DataError, match=r"x.tar is corrupt or truncated \(bad tar header"):
         _load(tmp_path / "x.tar")
+
+
+def test_damaged_tar_archives_are_errors(tmp_path):
+    tree = make_tree(tmp_path / "data")
+    archive = tmp_path / "d.tar"
+    with tarfile.open(archive, "w", format=tarfile.GNU_FORMAT) as tf:
+        tf.add(tree, arcname="data")
+    good = archive.read_bytes()
+    with tarfile.open(archive) as tf:
+        third = tf.getmembers()[3].offset  # a header in the middle of the archive
+        data_at = next(m.offset_data for m in tf.getmembers() if m.size > 100)
+    damaged = bytearray(good)
+    damaged[third + 10] ^= 0xFF
+    cases = {
+        "header.tar": (bytes(damaged), rf"bad tar header checksum at byte {third}"),
+        "in_header.tar": (good[: third + 100], r"ends inside an entry"),
+        "in_data.tar": (good[: data_at + 50], r"unexpected end of data"),
+        "gz.tar.gz": (gzip.compress(good)[:-4], r"Compressed file ended"),
+    }
+    for name, (data, pattern) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match=rf"{name} is corrupt or truncated \(.*{pattern}"):
+            _load(tmp_path / name)
+    (tmp_path / "empty.tar").write_bytes(b"")
+    with pytest.raises(DataError, match="no images found"):
+        _load(tmp_path / "empty.tar")
+
+
+def test_odd_tar_members_are_ignored(tmp_path):
+    tree = make_tree(tmp_path / "data")
+    archive = tmp_path / "odd.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(tree, arcname="data")
+        png = (tree / "cat" / "a.png").read_bytes()
+        for name in ("../evil/x.png", "data/../../up.png", "data/.hidden/x.png"):
+            info = tarfile.TarInfo(name)
+            info.size = len(png)
+            tf.addfile(info, io.BytesIO(png))
+        for name, kind in (("data/cat/link.png", tarfile.SYMTYPE),
+                           ("data/dog/hard.png", tarfile.LNKTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "data/cat/a.png"
+            tf.addfile(info)
+    ref, got = _load(tree), _load(archive)
+    assert got.classes == ref.classes and torch.equal(got.train.images, ref.train.images)
 
 
 def test_train_test_subtrees_are_the_official_split(tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.augment import Crop, FlipCrop, build_pipeline, flip_mask, hflip
+from cnnlab.data.augment import Crop, FlipCrop, build_pipeline
+from cnnlab.data.augment.geometry import flip_mask, hflip
 from cnnlab.data.dataset import ImageSet
 from cnnlab.data.loader import DeviceLoader, epoch_seed
 

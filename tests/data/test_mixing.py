@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.augment import CutMix, MixUp, MixUpCutMix, build_pipeline
-from cnnlab.data.mixing import cutmix_boxes, sample_beta, sample_gamma, soft_targets
+from cnnlab.data.augment.mixing import cutmix_boxes, sample_beta, sample_gamma, soft_targets
 
 
 def gen(seed: int = 0) -> torch.Generator:

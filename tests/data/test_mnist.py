@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data import load_dataset, mnist
+from cnnlab.data import load_dataset
+from cnnlab.data.sources import mnist
 from cnnlab.errors import DataError
 
 SIZES = {"train": 6, "test": 3}

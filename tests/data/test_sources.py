@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data import cache, load_dataset
-from cnnlab.data.sources import Spec, cache_dir, parse_spec
+from cnnlab.data import load_dataset
+from cnnlab.data.sources import Spec, cache, parse_spec
+from cnnlab.data.sources.cache import cache_dir
 from cnnlab.errors import DataError
 
 

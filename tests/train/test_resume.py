@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from torch import nn
     import cnnlab
-    from cnnlab.data.synthetic import toy_dataset
+    from cnnlab.data.sources.synthetic import toy_dataset
     from cnnlab.train import Callback, fit
 
     out, kill_at, resume = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"

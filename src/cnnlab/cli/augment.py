@@ -7,7 +7,7 @@ import textwrap
 
 from cnnlab.cli.options import add_data_options, add_quiet_option
 from cnnlab.config import parse_value
-from cnnlab.data.pipeline import OPS, PRESETS
+from cnnlab.data.augment import OPS, PRESETS
 
 EPILOG = f"""\
 pipelines:
@@ -61,7 +61,7 @@ def pipeline_spec(text: str):
 
 def run_preview(args: argparse.Namespace) -> int:
     from cnnlab.data import load_dataset
-    from cnnlab.data.preview import preview_grid
+    from cnnlab.data.augment.preview import preview_grid
     from cnnlab.errors import ConfigError
 
     if args.n < 1 or args.k < 1:

@@ -10,17 +10,12 @@ import warnings
 from pathlib import Path
 
 from cnnlab.cli.options import add_quiet_option
-from cnnlab.data.cache import cache_dir, text_key
+from cnnlab.data.sources import specs_help
+from cnnlab.data.sources.cache import cache_dir, text_key
 
-SPECS_HELP = """\
+SPECS_HELP = f"""\
 dataset specs:
-  cifar10, cifar100        official archives, downloaded and verified (MD5)
-  cifar10:PATH             a local cifar-10-python.tar.gz or its extracted folder
-  mnist, fashion-mnist     official IDX files, downloaded and verified (MD5)
-  mnist:PATH               a local folder holding the four IDX files (gzipped or not)
-  digits                   scikit-learn's bundled digits at 32x32 (offline)
-  folder:PATH              one subfolder per class (or train/ and test/ subtrees),
-                           a directory or a .tar, .tar.gz, .tgz or .zip of one
+{specs_help()}
 
 cache: --root DIR, else $CNNLAB_HOME, else $XDG_CACHE_HOME/cnnlab or ~/.cache/cnnlab
 mirror: $CNNLAB_MIRROR=URL fetches files from URL/<dataset>/<file>"""

@@ -83,7 +83,7 @@ def _fingerprint() -> str:
 
 
 def _cache_path() -> Path:
-    from cnnlab.data.cache import cache_dir
+    from cnnlab.data.sources.cache import cache_dir
 
     return cache_dir() / "model_cards.json"
 

@@ -1,6 +1,14 @@
-"""Data sources, the decode cache and the on-device loader.
+"""Datasets in memory, where they come from and what is done to them on the device.
 
-Names are imported on first use, so light modules (``cnnlab.data.cache``) load without torch.
+* :mod:`cnnlab.data.dataset`: ``ImageSet`` / ``Dataset``, the in-memory form every source
+  returns (uint8 (N, H, W, C) images), seeded hold-out splits and resizing;
+* :mod:`cnnlab.data.sources`: ``load_dataset(spec)``, the source registry and the sources
+  (CIFAR, MNIST, digits, image folders and archives), downloads and the decode cache;
+* :mod:`cnnlab.data.augment`: batched, per-sample augmentation ops and pipelines;
+* :mod:`cnnlab.data.loader`: the on-device loader that feeds training.
+
+Names are imported on first use, so light modules (``cnnlab.data.sources.cache``) load
+without torch.
 """
 
 import importlib
@@ -11,6 +19,10 @@ _LAZY = {
     "seeded_split": "cnnlab.data.dataset",
     "with_splits": "cnnlab.data.dataset",
     "load_dataset": "cnnlab.data.sources",
+    "register_source": "cnnlab.data.sources",
+    "register_op": "cnnlab.data.augment",
+    "build_pipeline": "cnnlab.data.augment",
+    "DeviceLoader": "cnnlab.data.loader",
 }
 
 
@@ -20,4 +32,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'cnnlab.data' has no attribute {name!r}")
 
 
-__all__ = ["Dataset", "ImageSet", "load_dataset", "seeded_split", "with_splits"]
+__all__ = list(_LAZY)

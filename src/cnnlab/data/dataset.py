@@ -1,4 +1,4 @@
-"""The in-memory form every data source returns.
+"""The in-memory form every data source returns, and what is done to it whatever the source.
 
 An ``ImageSet`` is one split: ``images`` uint8 (N, H, W, C), ``labels`` int64 (N,),
 and the class names.  A ``Dataset`` bundles the splits of one source.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.errors import DataError
 
@@ -119,3 +120,27 @@ def with_splits(ds: Dataset, val_fraction: float, test_fraction: float, seed: in
         train, test = seeded_split(train, test_fraction, seed)
     train, val = seeded_split(train, val_fraction, seed + 1)
     return Dataset(ds.name, train, test, val, ds.official_test, ds.cache_path, dict(ds.info))
+
+
+def resize_images(images: torch.Tensor, side: int) -> torch.Tensor:
+    """Bilinear resize of uint8 (N, H, W, C) images to (N, side, side, C), uint8."""
+    if images.shape[1] == side and images.shape[2] == side:
+        return images
+    out = []
+    for start in range(0, len(images), 4096):  # chunks keep float memory bounded
+        x = images[start : start + 4096].permute(0, 3, 1, 2).float()  # (B, C, H, W)
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                          antialias=side < images.shape[1])
+        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    return torch.cat(out).contiguous()
+
+
+def resized(ds: Dataset, side: int) -> Dataset:
+    """Every split of ``ds`` resized to ``side`` x ``side`` (see :func:`resize_images`)."""
+
+    def one(s: ImageSet | None) -> ImageSet | None:
+        return None if s is None else ImageSet(resize_images(s.images, side), s.labels,
+                                               s.classes)
+
+    return Dataset(ds.name, one(ds.train), one(ds.test), one(ds.val), ds.official_test,
+                   ds.cache_path, {**ds.info, "resize": side})

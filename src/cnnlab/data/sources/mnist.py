@@ -13,14 +13,17 @@ import gzip
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from cnnlab.data.cache import cache_dir
-from cnnlab.data.dataset import Dataset, ImageSet
-from cnnlab.data.download import MIRROR_ENV, check_file, fetch
+from cnnlab.data.sources.cache import cache_dir
+from cnnlab.data.sources.download import MIRROR_ENV, check_file, fetch
+from cnnlab.data.sources.registry import SourceRequest, register_source
 from cnnlab.errors import DataError
+
+if TYPE_CHECKING:
+    from cnnlab.data.dataset import Dataset
 
 PARTS = ("train_images", "train_labels", "test_images", "test_labels")
 
@@ -151,11 +154,18 @@ def prepare_idx(name: str, root: str | None = None, path: str | None = None, *,
     return files
 
 
-def load_idx(name: str, root: str | None = None, path: str | None = None, *,
-             download: bool = True, progress: bool | None = None) -> Dataset:
+@register_source("mnist", "fashion-mnist", kind="official", takes_path=True,
+                 help="official IDX files, downloaded and verified (MD5)",
+                 path_help="a local folder holding the four IDX files (gzipped or not)")
+def load_idx(req: SourceRequest) -> Dataset:
     """MNIST / Fashion-MNIST with the official split: uint8 (N, 28, 28, 1), 10 classes."""
-    src = SOURCES[name]
-    files = prepare_idx(name, root, path, download=download, progress=progress)
+    import torch  # here: the registry imports this module to list it, without torch
+
+    from cnnlab.data.dataset import Dataset, ImageSet
+
+    src = SOURCES[req.name]
+    files = prepare_idx(req.name, req.root, req.path, download=req.download,
+                        progress=req.progress)
     arrays = {part: read_idx(p) for part, p in files.items()}
     splits = {}
     for split in ("train", "test"):
@@ -173,5 +183,5 @@ def load_idx(name: str, root: str | None = None, path: str | None = None, *,
             list(src.classes),
         )
     folder = files["train_images"].parent
-    return Dataset(name, splits["train"], splits["test"], official_test=True,
+    return Dataset(req.name, splits["train"], splits["test"], official_test=True,
                    cache_path=str(folder), info={"source": str(folder)})

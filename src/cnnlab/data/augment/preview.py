@@ -1,7 +1,7 @@
 """See what a pipeline does: a grid of originals and augmented versions, labelled.
 
     from cnnlab.data import load_dataset
-    from cnnlab.data.preview import preview_grid
+    from cnnlab.data.augment.preview import preview_grid
     preview_grid(load_dataset("digits").train, "modern", "grid.png", n=4, k=6)
 
 The first column holds ``n`` originals (one per class where the split allows), the next
@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from cnnlab.data.augment.pipeline import Pipeline, build_pipeline
 from cnnlab.data.dataset import ImageSet
-from cnnlab.data.pipeline import Pipeline, build_pipeline
 from cnnlab.errors import ConfigError
 
 

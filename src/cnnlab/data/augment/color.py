@@ -10,16 +10,19 @@ grayscale leave the image as it is; contrast uses the single channel as luma.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 
-from cnnlab.data.augbase import (
+from cnnlab.data.augment.augbase import (
     Op,
+    RandAugmentOp,
     apply_mask,
     check_number,
     check_range,
     per_sample,
+    register_op,
     select,
     uniform,
     where_mask,
@@ -212,6 +215,11 @@ def _factor_range(op: str, key: str, value: Any) -> tuple[float, float]:
     return check_range(op, key, value, 0, 11)
 
 
+def _enhance(name: str, index: int, fn: Callable) -> RandAugmentOp:
+    """RandAugment's enhancement ``name``: factor 1 +- 0.9 at full magnitude (torchvision)."""
+    return RandAugmentOp(name, index, apply=lambda x, level: fn(x, 1 + 0.9 * level))
+
+
 class _FactorOp(Op):
     """An enhancement with a factor drawn per sample uniformly from ``magnitude``."""
 
@@ -231,34 +239,43 @@ class _FactorOp(Op):
         return where_mask(params["mask"], type(self).fn(x, params["factor"]), x), y
 
 
+class _PlainOp(Op):
+    """An op without a random parameter besides its probability."""
+
+    fn: ClassVar[Any] = None
+
+    def apply(self, x, y, params):
+        return where_mask(params["mask"], type(self).fn(x), x), y
+
+
+@register_op
 class Brightness(_FactorOp):
     """Brightness factor uniform in [1 - m, 1 + m] (or a [low, high] range) per sample."""
 
     name = "brightness"
     fn = staticmethod(brightness)
+    randaugment = (_enhance("brightness", 6, brightness),)
 
 
+@register_op
 class Contrast(_FactorOp):
     """Contrast factor uniform in [1 - m, 1 + m] (or a [low, high] range) per sample."""
 
     name = "contrast"
     fn = staticmethod(contrast)
+    randaugment = (_enhance("contrast", 8, contrast),)
 
 
+@register_op
 class Saturation(_FactorOp):
     """Saturation factor uniform in [1 - m, 1 + m] per sample; no-op on grayscale."""
 
     name = "saturation"
     fn = staticmethod(saturation)
+    randaugment = (_enhance("color", 7, saturation),)  # PIL calls saturation "color"
 
 
-class Sharpness(_FactorOp):
-    """Sharpness factor uniform in [1 - m, 1 + m] per sample."""
-
-    name = "sharpness"
-    fn = staticmethod(sharpness)
-
-
+@register_op
 class Hue(Op):
     """Hue rotation uniform in [-m, m] turns (m <= 0.5) per sample; no-op on grayscale."""
 
@@ -279,12 +296,14 @@ class Hue(Op):
         return where_mask(params["mask"], hue(x, params["shift"]), x), y
 
 
+@register_op
 class ColorJitter(Op):
     """Brightness, contrast, saturation and hue jitter (in that order), factors per sample."""
 
     name = "color_jitter"
     params = ("brightness", "contrast", "saturation", "hue", "p")
     magnitude_param = None
+    aliases = ("jitter",)
 
     def __init__(self, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
                  hue: float = 0.0, p: float = 1.0):
@@ -305,40 +324,12 @@ class ColorJitter(Op):
         return where_mask(params["mask"], out, x), y
 
 
-class _PlainOp(Op):
-    """An op without a random parameter besides its probability."""
-
-    fn: ClassVar[Any] = None
-
-    def apply(self, x, y, params):
-        return where_mask(params["mask"], type(self).fn(x), x), y
-
-
-class Invert(_PlainOp):
-    """Invert (``1 - x``) with probability ``p`` per sample."""
-
-    name = "invert"
-    fn = staticmethod(invert)
-
-
-class Equalize(_PlainOp):
-    """Histogram equalization with probability ``p`` per sample."""
-
-    name = "equalize"
-    fn = staticmethod(equalize)
-
-
-class AutoContrast(_PlainOp):
-    """Autocontrast (stretch to [0, 1] per channel) with probability ``p`` per sample."""
-
-    name = "autocontrast"
-    fn = staticmethod(autocontrast)
-
-
+@register_op
 class Grayscale(Op):
     """Convert to grayscale (kept as C channels) with probability ``p`` per sample."""
 
     name = "grayscale"
+    aliases = ("gray",)
 
     def __init__(self, p: float = 0.2):
         super().__init__(p)
@@ -351,12 +342,16 @@ class Grayscale(Op):
         return grayscale(x, params["mask"]), y
 
 
+@register_op
 class Solarize(Op):
     """Invert the pixels at or above ``threshold`` in [0, 1], with probability ``p``."""
 
     name = "solarize"
     params = ("threshold", "p")
     magnitude_param = "threshold"
+    # RandAugment: threshold 1 at level 0 down to 0 at full magnitude (unsigned)
+    randaugment = (RandAugmentOp("solarize", 11, apply=lambda x, level: solarize(
+        x, 1 - level.abs())),)
 
     def __init__(self, threshold: float = 0.5, p: float = 1.0):
         super().__init__(p)
@@ -366,12 +361,16 @@ class Solarize(Op):
         return where_mask(params["mask"], solarize(x, self.threshold), x), y
 
 
+@register_op
 class Posterize(Op):
     """Keep the top ``bits`` (1..8) of each 8-bit level, with probability ``p``."""
 
     name = "posterize"
     params = ("bits", "p")
     magnitude_param = "bits"
+    # RandAugment: 8 bits at level 0 down to 4 at full magnitude (unsigned)
+    randaugment = (RandAugmentOp("posterize", 10, apply=lambda x, level: posterize(
+        x, 8 - (level.abs() * 4).round().long())),)
 
     def __init__(self, bits: int = 4, p: float = 1.0):
         super().__init__(p)
@@ -381,6 +380,43 @@ class Posterize(Op):
         return where_mask(params["mask"], posterize(x, self.bits), x), y
 
 
+@register_op
+class Equalize(_PlainOp):
+    """Histogram equalization with probability ``p`` per sample."""
+
+    name = "equalize"
+    fn = staticmethod(equalize)
+    randaugment = (RandAugmentOp("equalize", 13, apply=lambda x, level: equalize(x)),)
+
+
+@register_op
+class AutoContrast(_PlainOp):
+    """Autocontrast (stretch to [0, 1] per channel) with probability ``p`` per sample."""
+
+    name = "autocontrast"
+    fn = staticmethod(autocontrast)
+    aliases = ("auto_contrast",)
+    randaugment = (RandAugmentOp("autocontrast", 12, apply=lambda x, level: autocontrast(x)),)
+
+
+@register_op
+class Sharpness(_FactorOp):
+    """Sharpness factor uniform in [1 - m, 1 + m] per sample."""
+
+    name = "sharpness"
+    fn = staticmethod(sharpness)
+    randaugment = (_enhance("sharpness", 9, sharpness),)
+
+
+@register_op
+class Invert(_PlainOp):
+    """Invert (``1 - x``) with probability ``p`` per sample."""
+
+    name = "invert"
+    fn = staticmethod(invert)
+
+
+@register_op
 class Cutout(Op):
     """Cutout (DeVries & Taylor 2017): a square of side ``size`` x the shorter image side,
     centred uniformly anywhere in the image (so it may be clipped), filled with ``fill``."""
@@ -407,6 +443,7 @@ class Cutout(Op):
         return where_mask(params["mask"], erase(x, *params["box"], self.fill), x), y
 
 
+@register_op
 class RandomErasing(Op):
     """Random erasing (Zhong et al. 2020): a box of ``scale`` x the image area and aspect
     ratio log-uniform in ``ratio``, inside the image, filled with ``fill`` (a value in
@@ -415,6 +452,7 @@ class RandomErasing(Op):
     name = "random_erasing"
     params = ("scale", "ratio", "fill", "p")
     magnitude_param = "scale"
+    aliases = ("erase", "erasing")
 
     def __init__(self, scale: tuple[float, float] = (0.02, 0.33),
                  ratio: tuple[float, float] = (0.3, 3.3), fill: float | str = 0.0,
@@ -447,12 +485,14 @@ class RandomErasing(Op):
         return where_mask(params["mask"], erase(x, *params["box"], value), x), y
 
 
+@register_op
 class GaussianNoise(Op):
     """Additive Gaussian noise of standard deviation ``std`` (in [0, 1] units)."""
 
     name = "noise"
     params = ("std", "p")
     magnitude_param = "std"
+    aliases = ("gaussian_noise",)
 
     def __init__(self, std: float = 0.05, p: float = 1.0):
         super().__init__(p)
@@ -465,9 +505,3 @@ class GaussianNoise(Op):
 
     def apply(self, x, y, params):
         return where_mask(params["mask"], (x + params["noise"]).clamp_(0, 1), x), y
-
-
-COLOR_OPS: tuple[type[Op], ...] = (
-    Brightness, Contrast, Saturation, Hue, ColorJitter, Grayscale, Solarize, Posterize,
-    Equalize, AutoContrast, Sharpness, Invert, Cutout, RandomErasing, GaussianNoise,
-)

@@ -26,14 +26,18 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from cnnlab.data.cache import cache_dir, fsync_dir
-from cnnlab.data.dataset import Dataset, ImageSet
-from cnnlab.data.download import MIRROR_ENV, check_file, fetch
+from cnnlab.data.sources.cache import cache_dir
+from cnnlab.data.sources.download import MIRROR_ENV, check_file, fetch
+from cnnlab.data.sources.registry import SourceRequest, register_source
 from cnnlab.errors import DataError
+from cnnlab.utils.io import fsync_dir
+
+if TYPE_CHECKING:
+    from cnnlab.data.dataset import Dataset
 
 _MARKER = "cnnlab-verified.json"  # written into an extracted folder before its rename
 
@@ -280,12 +284,20 @@ def prepare_cifar(name: str, root: str | None = None, path: str | None = None, *
     return _extract(src, archive, target)
 
 
-def load_cifar(name: str, root: str | None = None, path: str | None = None, *,
-               download: bool = True, progress: bool | None = None) -> Dataset:
+@register_source("cifar10", "cifar100", kind="official", takes_path=True,
+                 help="official archives, downloaded and verified (MD5)",
+                 path_help="a local cifar-10-python.tar.gz or its extracted folder")
+def load_cifar(req: SourceRequest) -> Dataset:
     """CIFAR-10 / CIFAR-100 with the official train/test split (uint8 (N, 32, 32, 3))."""
+    import torch  # here: the registry imports this module to list it, without torch
+
+    from cnnlab.data.dataset import Dataset, ImageSet
+
+    name = req.name
     src = SOURCES[name]
     # verified: by its marker (extracted by cnnlab) or file by file (a user's folder)
-    folder = prepare_cifar(name, root, path, download=download, progress=progress)
+    folder = prepare_cifar(name, req.root, req.path, download=req.download,
+                           progress=req.progress)
     classes = [c.decode() if isinstance(c, bytes) else str(c)
                for c in read_pickle(folder / src.meta[0]).get(src.names_key, [])]
     if not classes:

@@ -6,35 +6,32 @@ resized to 32x32 so the usual CIFAR-sized models take them.  No official test sp
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from cnnlab.data.dataset import Dataset, ImageSet
+from cnnlab.data.sources.registry import SourceRequest, register_source
+
+if TYPE_CHECKING:
+    from cnnlab.data.dataset import Dataset
 
 SIDE = 32  # output side in pixels
 
 
-def resize_images(images: torch.Tensor, side: int) -> torch.Tensor:
-    """Bilinear resize of uint8 (N, H, W, C) images to (N, side, side, C), uint8."""
-    if images.shape[1] == side and images.shape[2] == side:
-        return images
-    out = []
-    for start in range(0, len(images), 4096):  # chunks keep float memory bounded
-        x = images[start : start + 4096].permute(0, 3, 1, 2).float()  # (B, C, H, W)
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
-                          antialias=side < images.shape[1])
-        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
-    return torch.cat(out).contiguous()
-
-
-def load_digits_dataset() -> Dataset:
+@register_source("digits", kind="bundled",
+                 help="scikit-learn's bundled digits at 32x32 (offline)")
+def load_digits(req: SourceRequest) -> Dataset:
     """The digits as uint8 (1797, 32, 32, 1) with classes "0".."9" (train split only).
 
     Scaled and resized in float, rounded once: (N, 1, 8, 8) * 255/16 -> bilinear 32x32.
     """
-    from sklearn.datasets import load_digits  # imported here: sklearn is slow to import
+    # imported here: the registry imports this module to list it (no torch), and
+    # sklearn is slow to import
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits as sklearn_digits
 
-    bunch = load_digits()
+    from cnnlab.data.dataset import Dataset, ImageSet
+
+    bunch = sklearn_digits()
     x = torch.from_numpy(bunch.images).float()[:, None] * (255.0 / 16.0)  # (N, 1, 8, 8)
     x = F.interpolate(x, size=(SIDE, SIDE), mode="bilinear", align_corners=False)
     images = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()

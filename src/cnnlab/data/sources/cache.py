@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.utils.io import fsync_dir  # noqa: F401 (used here and re-exported)
+from cnnlab.utils.io import fsync_dir
 
 CACHE_VERSION = 1  # bump when the stored layout or the decoding changes meaning
 

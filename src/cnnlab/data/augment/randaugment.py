@@ -10,59 +10,51 @@ Each of the N layers draws, per sample, an op index from the standard list, a si
 * for the colour choices, each layer sorts the batch by op index and applies every op
   once to the contiguous group of samples that chose it.
 
-Magnitude scales follow torchvision's ``RandAugment`` (31 bins, 0..30): shear up to
-0.3, translation up to 150/331 of the side, rotation up to 30 degrees, enhancement
-factors 1 +- 0.9, posterize 8 down to 4 bits, solarize threshold 1 down to 0.
+The list and its magnitude scales follow torchvision's ``RandAugment`` (31 bins, 0..30):
+shear up to 0.3, translation up to 150/331 of the side, rotation up to 30 degrees,
+enhancement factors 1 +- 0.9, posterize 8 down to 4 bits, solarize threshold 1 down to 0.
+Each op class declares its entries (``randaugment`` in ``geometry`` and ``color``); the
+list is read from the op registry in torchvision's order.
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import ClassVar
 
 import torch
 
-from cnnlab.data import color
-from cnnlab.data.augbase import check_number, check_probability, signs, uniform
-from cnnlab.data.geometry import GeometricOp, canonical_padding, rotation_matrix
-from cnnlab.errors import ConfigError
+from cnnlab.data.augment.augbase import (
+    check_number,
+    check_probability,
+    randaugment_ops,
+    register_op,
+    signs,
+    uniform,
+)
+from cnnlab.data.augment.geometry import GeometricOp, canonical_padding
+from cnnlab.errors import ConfigError, did_you_mean
 
 MAX_LEVEL = 30  # the standard magnitude scale 0..30
-
-STANDARD_OPS: tuple[str, ...] = (
-    "identity", "shear_x", "shear_y", "translate_x", "translate_y", "rotate",
-    "brightness", "color", "contrast", "sharpness", "posterize", "solarize",
-    "autocontrast", "equalize",
-)
-GEOMETRIC = ("shear_x", "shear_y", "translate_x", "translate_y", "rotate")
 
 
 def _color(name: str, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
     """A colour op on ``x`` (b, C, H, W) at signed level (b,) in [-1, 1] of its maximum."""
-    if name in ("brightness", "color", "contrast", "sharpness"):
-        fn = {"brightness": color.brightness, "color": color.saturation,
-              "contrast": color.contrast, "sharpness": color.sharpness}[name]
-        return fn(x, 1 + 0.9 * level)
-    mag = level.abs()  # unsigned ops
-    if name == "posterize":
-        return color.posterize(x, 8 - (mag * 4).round().long())
-    if name == "solarize":
-        return color.solarize(x, 1 - mag)
-    if name == "autocontrast":
-        return color.autocontrast(x)
-    if name == "equalize":
-        return color.equalize(x)
-    return x  # identity
+    op = randaugment_ops()[name]
+    return x if op.apply is None else op.apply(x, level)  # identity: as it is
 
 
+@register_op
 class RandAugment(GeometricOp):
-    """RandAugment(n, m): ``n`` ops per sample from ``ops`` (the standard 14 by default)
-    at magnitude ``m`` in 0..30; with ``random_magnitude`` each draw uses a magnitude
-    uniform in [0, m].  Each chosen op is applied with probability ``p``.
+    """RandAugment(n, m): ``n`` ops per sample from ``ops`` (the standard 14 by default,
+    see :func:`~cnnlab.data.augment.augbase.randaugment_ops`) at magnitude ``m`` in 0..30;
+    with ``random_magnitude`` each draw uses a magnitude uniform in [0, m].  Each chosen op
+    is applied with probability ``p``.
     """
 
     name = "randaugment"
+    kind = "compound"
+    aliases = ("rand_augment",)
     params = ("n", "m", "random_magnitude", "ops", "padding", "fill", "p")
     magnitude_param = "m"
     has_remainder: ClassVar[bool] = True
@@ -77,27 +69,28 @@ class RandAugment(GeometricOp):
             raise ConfigError(f"augment op '{self.name}': random_magnitude must be true or "
                               f"false, got {random_magnitude!r}")
         self.random_magnitude = random_magnitude
-        ops = list(STANDARD_OPS if ops is None else ops)
+        standard = randaugment_ops()
+        ops = list(standard if ops is None else ops)
         for op in ops:
-            if op not in STANDARD_OPS:
-                close = difflib.get_close_matches(str(op), STANDARD_OPS, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"augment op '{self.name}': unknown op {op!r} in ops{hint}; "
-                                  f"allowed: {', '.join(STANDARD_OPS)}")
+            if not isinstance(op, str) or op not in standard:
+                raise ConfigError(f"augment op '{self.name}': unknown op {op!r} in ops"
+                                  f"{did_you_mean(op, standard)}; "
+                                  f"allowed: {', '.join(standard)}")
         if not ops:
             raise ConfigError(f"augment op '{self.name}': ops must name at least one op")
         self.ops = ops
+        self._chosen = [standard[op] for op in ops]  # what each drawn index stands for
         self.padding = canonical_padding(padding, self.name)
         self.fill = check_number(self.name, "fill", fill, 0, 1)
 
     @property
     def fusable(self) -> bool:
         """Whether any op in the list is geometric (else there is nothing to resample)."""
-        return any(name in GEOMETRIC for name in self.ops)
+        return any(op.matrix is not None for op in self._chosen)
 
     def config(self):
         cfg = super().config()
-        if self.ops == list(STANDARD_OPS):
+        if self.ops == list(randaugment_ops()):
             cfg.pop("ops")
         return cfg
 
@@ -117,31 +110,22 @@ class RandAugment(GeometricOp):
 
     def matrix(self, params, shape):
         b, _, h, w = shape
-        ids = {name: k for k, name in enumerate(self.ops) if name in GEOMETRIC}
-
-        def chosen(name: str, choice: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-            """(B,) level where the sample chose ``name`` in this layer, else 0."""
-            if name not in ids:
-                return torch.zeros_like(level)
-            return level * (choice == ids[name]).to(level.dtype)
-
-        total = torch.eye(3, device=params["device"]).expand(b, 3, 3)
+        geometric = [(k, op) for k, op in enumerate(self._chosen) if op.matrix is not None]
+        eye = torch.eye(3, device=params["device"]).expand(b, 3, 3)
+        total = eye
         for c, lv in params["layers"]:
-            # one op per sample and layer: the rotation is the identity where the sample
-            # chose another op, and at most one of the shear / shift entries is non-zero
-            m = rotation_matrix(30.0 * chosen("rotate", c, lv))
-            m[:, 0, 1] += 0.3 * chosen("shear_x", c, lv)
-            m[:, 1, 0] += 0.3 * chosen("shear_y", c, lv)
-            m[:, 0, 2] -= 150 / 331 * w * chosen("translate_x", c, lv)  # content moves by +
-            m[:, 1, 2] -= 150 / 331 * h * chosen("translate_y", c, lv)
+            # one op per sample and layer: each sample takes the map of the op it chose,
+            # the identity where it chose a colour op (or none)
+            m = eye
+            for k, op in geometric:
+                m = torch.where((c == k)[:, None, None], op.matrix(lv, h, w), m)
             total = total @ m  # earlier layers act first: M_1 @ M_2 @ ...
         return total
 
     def remainder(self, x, y, params):
         """The colour choices, written into ``x`` in place: x is the fresh output of the
         resampling (``apply`` passes a copy when there is no resampling)."""
-        colour = [k for k, name in enumerate(self.ops)
-                  if name not in GEOMETRIC and name != "identity"]
+        colour = [k for k, op in enumerate(self._chosen) if op.apply is not None]
         if not colour or not params["layers"]:
             return x, y
         for choice, level in params["layers"]:
@@ -149,12 +133,12 @@ class RandAugment(GeometricOp):
             order = torch.argsort(choice, stable=True)
             counts = torch.bincount(choice + 1, minlength=len(self.ops) + 1).tolist()
             start = counts[0]  # the skipped samples (-1) sort first
-            for k, name in enumerate(self.ops):
+            for k, op in enumerate(self._chosen):
                 idx = order[start:start + counts[k + 1]]
                 start += counts[k + 1]
                 if k in colour and len(idx):
                     # index_select / index_copy_: row copies, far cheaper than x[idx] on CPU
-                    part = _color(name, x.index_select(0, idx), level.index_select(0, idx))
+                    part = op.apply(x.index_select(0, idx), level.index_select(0, idx))
                     x.index_copy_(0, idx, part)
         return x, y
 

@@ -24,13 +24,15 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.augbase import (
+from cnnlab.data.augment.augbase import (
     Op,
     Params,
+    RandAugmentOp,
     apply_mask,
     check_choice,
     check_number,
     check_range,
+    register_op,
     uniform,
     where_mask,
 )
@@ -69,11 +71,6 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     return hflip(x, flip_mask(len(x), p, generator, x.device))
 
 
-def random_vflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
-    """Flip each sample upside-down with probability ``p``."""
-    return vflip(x, flip_mask(len(x), p, generator, x.device))
-
-
 def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int,
               mode: str = "constant") -> torch.Tensor:
     """Per-sample integer shift: the crop at offset (pad + dy, pad + dx) of the padded image.
@@ -108,17 +105,17 @@ def identity_matrix(b: int, device: torch.device | None = None) -> torch.Tensor:
 
 
 def _from_rows(a, b_, c, d, e, f) -> torch.Tensor:
-    """(B, 3, 3) from the six (B,) entries of [[a, b, c], [d, e, f], [0, 0, 1]]."""
+    """(B, 3, 3) float32 from the six entries of [[a, b, c], [d, e, f], [0, 0, 1]], each a
+    (B,) tensor or a number."""
     ref = next(t for t in (a, b_, c, d, e, f) if isinstance(t, torch.Tensor))
-    n, dev = len(ref), ref.device
-
-    def full(v):
-        return v.float() if isinstance(v, torch.Tensor) else torch.full((n,), float(v),
-                                                                        device=dev)
-
-    zero, one = torch.zeros(n, device=dev), torch.ones(n, device=dev)
-    rows = [full(a), full(b_), full(c), full(d), full(e), full(f), zero, zero, one]
-    return torch.stack(rows, 1).view(n, 3, 3)
+    out = torch.zeros(len(ref), 9, device=ref.device)  # filled column by column:
+    out[:, 8] = 1  # fewer allocations than stacking nine (B,) tensors
+    for i, v in enumerate((a, b_, c, d, e, f)):
+        if isinstance(v, torch.Tensor):
+            out[:, i] = v
+        elif v:
+            out[:, i] = float(v)
+    return out.view(-1, 3, 3)
 
 
 def flip_matrix(hmask: torch.Tensor | None = None, vmask: torch.Tensor | None = None,
@@ -145,11 +142,14 @@ def rotation_matrix(degrees: torch.Tensor) -> torch.Tensor:
     ``torch.rot90`` bit for bit.
     """
     rad = degrees.double() * (math.pi / 180)
-    c, s = torch.cos(rad), torch.sin(rad)
-    c = torch.where((c - c.round()).abs() < 1e-9, c.round(), c)  # snap cos(90) = 6e-17 to 0
-    s = torch.where((s - s.round()).abs() < 1e-9, s.round(), s)
+
+    def snapped(t: torch.Tensor) -> torch.Tensor:  # cos(90) = 6e-17 -> 0, as float32
+        r = t.round()
+        return torch.where((t - r).abs() < 1e-9, r, t).float()
+
+    c, s = snapped(torch.cos(rad)), snapped(torch.sin(rad))
     # out (u, v) samples in (c u - s v, s u + c v): content turns counter-clockwise on screen
-    return _from_rows(c.float(), -s.float(), 0, s.float(), c.float(), 0)
+    return _from_rows(c, -s, 0, s, c, 0)
 
 
 def shear_matrix(sx: torch.Tensor | float = 0.0, sy: torch.Tensor | float = 0.0
@@ -291,10 +291,12 @@ class GeometricOp(Op):
         return torch.where(mask[:, None, None], m, torch.eye(3, device=m.device))
 
 
+@register_op
 class HFlip(GeometricOp):
     """Flip left-right with probability ``p`` per sample (exact)."""
 
     name = "hflip"
+    aliases = ("flip", "horizontal_flip")
     interpolation = "nearest"
     padding = None
 
@@ -312,10 +314,12 @@ class HFlip(GeometricOp):
         return hflip(x, params["mask"]), y
 
 
+@register_op
 class VFlip(HFlip):
     """Flip upside-down with probability ``p`` per sample (exact)."""
 
     name = "vflip"
+    aliases = ("vertical_flip",)
 
     def matrix(self, params, shape):
         return flip_matrix(vmask=params["mask"])
@@ -324,6 +328,7 @@ class VFlip(HFlip):
         return vflip(x, params["mask"]), y
 
 
+@register_op
 class Crop(GeometricOp):
     """Random crop of the image padded by ``pad`` pixels (exact integer offsets).
 
@@ -332,6 +337,7 @@ class Crop(GeometricOp):
     """
 
     name = "crop"
+    aliases = ("random_crop", "pad_crop")
     params = ("pad", "padding", "fill", "p")
     magnitude_param = "pad"
     interpolation = "nearest"
@@ -352,12 +358,21 @@ class Crop(GeometricOp):
         return self._masked(params, _from_rows(1, 0, params["dx"], 0, 1, params["dy"]))
 
 
+@register_op
 class Translate(GeometricOp):
     """Move the content by whole pixels, uniform in +-``fraction`` of the image size per axis."""
 
     name = "translate"
+    aliases = ("shift",)
     params = ("fraction", "padding", "fill", "p")
     magnitude_param = "fraction"
+    # RandAugment: up to 150/331 of the side at full magnitude (torchvision's scale)
+    randaugment = (
+        RandAugmentOp("translate_x", 3, matrix=lambda level, h, w: shift_matrix(
+            150 / 331 * w * level, 0)),
+        RandAugmentOp("translate_y", 4, matrix=lambda level, h, w: shift_matrix(
+            0, 150 / 331 * h * level)),
+    )
     interpolation = "nearest"
 
     def __init__(self, fraction: float = 0.125, padding: str = "zeros", fill: float = 0.0,
@@ -378,12 +393,17 @@ class Translate(GeometricOp):
         return self._masked(params, shift_matrix(params["tx"], params["ty"]))
 
 
+@register_op
 class Rotate(GeometricOp):
     """Rotate by an angle uniform in [-degrees, degrees] (or a [low, high] range)."""
 
     name = "rotate"
+    aliases = ("rotation",)
     params = ("degrees", "interpolation", "padding", "fill", "p")
     magnitude_param = "degrees"
+    # RandAugment: up to 30 degrees at full magnitude
+    randaugment = (RandAugmentOp("rotate", 5, matrix=lambda level, h, w: rotation_matrix(
+        30.0 * level)),)
 
     def __init__(self, degrees: float | tuple[float, float] = 15.0,
                  interpolation: str = "bilinear", padding: str = "zeros", fill: float = 0.0,
@@ -401,12 +421,18 @@ class Rotate(GeometricOp):
         return self._masked(params, rotation_matrix(params["angle"]))
 
 
+@register_op
 class Shear(GeometricOp):
     """Shear by an angle uniform in [-degrees, degrees] along x, y or both."""
 
     name = "shear"
     params = ("degrees", "axes", "interpolation", "padding", "fill", "p")
     magnitude_param = "degrees"
+    # RandAugment: shear factor up to 0.3 at full magnitude
+    randaugment = (
+        RandAugmentOp("shear_x", 1, matrix=lambda level, h, w: shear_matrix(0.3 * level)),
+        RandAugmentOp("shear_y", 2, matrix=lambda level, h, w: shear_matrix(0.0, 0.3 * level)),
+    )
 
     def __init__(self, degrees: float = 10.0, axes: str = "xy",
                  interpolation: str = "bilinear", padding: str = "zeros", fill: float = 0.0,
@@ -430,10 +456,12 @@ class Shear(GeometricOp):
         return self._masked(params, shear_matrix(params["sx"], params["sy"]))
 
 
+@register_op
 class Scale(GeometricOp):
     """Zoom about the centre by a factor uniform in ``scale`` ([low, high], or 1 +- m)."""
 
     name = "scale"
+    aliases = ("zoom",)
     params = ("scale", "interpolation", "padding", "fill", "p")
     magnitude_param = "scale"
 
@@ -456,6 +484,7 @@ class Scale(GeometricOp):
         return self._masked(params, scale_matrix(params["factor"]))
 
 
+@register_op
 class ResizedCrop(GeometricOp):
     """Random resized crop (Szegedy et al. 2015): a box of ``scale`` x the image area and
     aspect ratio log-uniform in ``ratio`` is stretched over the whole frame.
@@ -465,6 +494,7 @@ class ResizedCrop(GeometricOp):
     """
 
     name = "resized_crop"
+    aliases = ("random_resized_crop",)
     params = ("scale", "ratio", "interpolation", "p")
     magnitude_param = "scale"
     padding = None  # boxes stay inside the image
@@ -505,16 +535,3 @@ def _symmetric_range(op: str, key: str, value: Any, lo: float, hi: float
         m = check_number(op, key, value, lo, hi)
         return (-m, m)
     return check_range(op, key, value, -hi, hi)
-
-
-GEOMETRIC_OPS: tuple[type[GeometricOp], ...] = (
-    HFlip, VFlip, Crop, Translate, Rotate, Shear, Scale, ResizedCrop,
-)
-
-__all__ = [
-    "PADDINGS", "INTERPOLATIONS", "flip_mask", "hflip", "vflip", "random_hflip",
-    "random_vflip", "translate", "random_crop", "identity_matrix", "flip_matrix",
-    "shift_matrix", "rotation_matrix", "shear_matrix", "scale_matrix", "box_matrix",
-    "affine", "rotate", "shift", "shear", "scale", "GeometricOp", "HFlip", "VFlip", "Crop",
-    "Translate", "Rotate", "Shear", "Scale", "ResizedCrop", "GEOMETRIC_OPS",
-]

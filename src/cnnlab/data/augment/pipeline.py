@@ -15,6 +15,9 @@ Every table has ``op`` (a name from :data:`OPS`), optional ``p`` and op paramete
 generic key ``magnitude`` sets the op's main parameter (``degrees`` for rotate, ``pad``
 for crop, ``m`` for randaugment, ...).
 
+The presets (:data:`PRESETS`: ``flip-crop``, ``modern``, ...) are such lists too, kept
+in ``presets.toml`` beside this file.
+
 Consecutive geometric ops with the same padding run as ONE resampling per batch: their
 per-sample affine maps are multiplied and applied by a single ``grid_sample`` (nearest
 when every op in the run is exact on the pixel grid, e.g. crop + flip).
@@ -22,42 +25,25 @@ when every op in the run is exact on the pixel grid, e.g. crop + flip).
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Sequence
+import functools
+import math
+import tomllib
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab.config import read_toml
-from cnnlab.data.augbase import Op
-from cnnlab.data.color import COLOR_OPS
-from cnnlab.data.geometry import GEOMETRIC_OPS, GeometricOp, affine
-from cnnlab.data.mixing import MIX_OPS, CutMix, MixUp, MixUpCutMix
-from cnnlab.data.randaugment import RandAugment
-from cnnlab.errors import ConfigError
-
-Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
-
-OPS: dict[str, type[Op]] = {cls.name: cls for cls in (*GEOMETRIC_OPS, *COLOR_OPS, *MIX_OPS,
-                                                      RandAugment)}
-ALIASES = {
-    "flip": "hflip", "horizontal_flip": "hflip", "vertical_flip": "vflip",
-    "random_crop": "crop", "pad_crop": "crop", "random_resized_crop": "resized_crop",
-    "shift": "translate", "rotation": "rotate", "zoom": "scale",
-    "jitter": "color_jitter", "auto_contrast": "autocontrast", "gray": "grayscale",
-    "erase": "random_erasing", "erasing": "random_erasing", "gaussian_noise": "noise",
-    "rand_augment": "randaugment", "mix": "mixup_cutmix", "cutmix_mixup": "mixup_cutmix",
-}
+from cnnlab.data.augment.augbase import ALIASES, OPS, Op
+from cnnlab.data.augment.geometry import Crop, GeometricOp, HFlip, affine
+from cnnlab.data.loader import Augment
+from cnnlab.errors import ConfigError, did_you_mean
 
 
 def _op_key(name: str) -> str:
     return str(name).strip().lower().replace("-", "_")
-
-
-def _close(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def make_op(table: dict[str, Any] | str, num_classes: int | None = None) -> Op:
@@ -70,7 +56,7 @@ def make_op(table: dict[str, Any] | str, num_classes: int | None = None) -> Op:
     key = _op_key(table["op"])
     key = ALIASES.get(key, key)
     if key not in OPS:
-        raise ConfigError(f"data.augment: unknown op '{table['op']}'{_close(key, OPS)}; "
+        raise ConfigError(f"data.augment: unknown op '{table['op']}'{did_you_mean(key, OPS)}; "
                           f"allowed: {', '.join(OPS)}")
     cls = OPS[key]
     kwargs = {k: v for k, v in table.items() if k != "op"}
@@ -83,7 +69,7 @@ def make_op(table: dict[str, Any] | str, num_classes: int | None = None) -> Op:
     for k in kwargs:
         if k not in cls.params:
             raise ConfigError(f"augment op '{key}': unknown parameter '{k}'"
-                              f"{_close(k, allowed)}; allowed: {', '.join(allowed)}")
+                              f"{did_you_mean(k, allowed)}; allowed: {', '.join(allowed)}")
     if cls.needs_num_classes:
         kwargs["num_classes"] = num_classes
     try:
@@ -176,41 +162,57 @@ class Pipeline:
         return f"Pipeline({self.name!r}: [{inner}])" if self.name else f"Pipeline([{inner}])"
 
 
-# -- presets ------------------------------------------------------------------------------
+class FlipCrop(Pipeline):
+    """The classic CIFAR recipe: random crop with padding, then horizontal flip.
 
-def _flip_crop(size: int) -> list[Op]:
-    from cnnlab.data.geometry import Crop, HFlip
+    Both run as one exact (nearest) resampling per batch.  ``mode``: ``constant``
+    (zero padding) or ``reflect``.
+    """
 
-    return [Crop(pad=max(1, size // 8)), HFlip(0.5)]  # 4 pixels on 32x32 images
+    def __init__(self, pad: int = 4, flip_p: float = 0.5, mode: str = "constant"):
+        self.pad, self.flip_p, self.mode = pad, flip_p, mode
+        ops: list[Op] = [Crop(pad=pad, padding=mode)] if pad else []
+        ops += [HFlip(flip_p)] if flip_p else []
+        super().__init__(ops, "flip-crop")
+
+    def __repr__(self) -> str:
+        return f"FlipCrop(pad={self.pad}, flip_p={self.flip_p}, mode={self.mode!r})"
+
+
+# -- presets: named lists of op tables, in presets.toml -----------------------------------
+
+@functools.cache
+def _preset_tables() -> dict[str, list]:
+    """Preset name -> its items (op tables or names of other presets), in file order."""
+    text = (resources.files(__package__) / "presets.toml").read_text()
+    return tomllib.loads(text)
+
+
+PRESETS: tuple[str, ...] = tuple(_preset_tables())
+
+
+def _sized(table: dict[str, Any], image_size: int) -> dict[str, Any]:
+    """Resolve a preset table's image-size-relative values: ``{image_size = f, min = m}``
+    stands for max(m, floor(f * image_size)) pixels."""
+    return {k: max(v.get("min", 0), math.floor(v["image_size"] * image_size))
+            if isinstance(v, dict) else v for k, v in table.items()}
 
 
 def preset_ops(name: str, num_classes: int | None, image_size: int = 32) -> list[Op]:
     """The ops of a named preset for images of side ``image_size``."""
-    from cnnlab.data.geometry import HFlip
-
-    fc = _flip_crop(image_size)
-    table: dict[str, Callable[[], list[Op]]] = {
-        "none": lambda: [],
-        "flip": lambda: [HFlip(0.5)],
-        "flip-crop": lambda: fc,
-        # RandAugment(2, 9) on top of the classic crop + flip (Cubuk et al. 2020)
-        "randaugment": lambda: [*fc, RandAugment(n=2, m=9)],
-        # alpha = 1 is the papers' CIFAR setting (Zhang et al. 2018; Yun et al. 2019)
-        "mixup": lambda: [*fc, MixUp(alpha=1.0, num_classes=num_classes)],
-        "cutmix": lambda: [*fc, CutMix(alpha=1.0, num_classes=num_classes)],
-        # the DeiT / timm recipe: RandAugment(2, 9) then MixUp 0.8 or CutMix 1.0 per batch
-        "modern": lambda: [*fc, RandAugment(n=2, m=9),
-                           MixUpCutMix(0.8, 1.0, switch_prob=0.5, num_classes=num_classes)],
-    }
     key = _op_key(name).replace("_", "-")
-    if key not in table:
-        raise ConfigError(f"data.augment = {name!r} is not a known preset{_close(key, PRESETS)};"
-                          f" presets: {', '.join(PRESETS)}, or a list of op tables such as "
-                          f'[{{op="hflip", p=0.5}}, {{op="crop", pad=4}}]')
-    return table[key]()
-
-
-PRESETS = ("none", "flip", "flip-crop", "randaugment", "mixup", "cutmix", "modern")
+    if key not in PRESETS:
+        raise ConfigError(f"data.augment = {name!r} is not a known preset"
+                          f"{did_you_mean(key, PRESETS)}; presets: {', '.join(PRESETS)}, or a "
+                          "list of op tables such as "
+                          '[{op="hflip", p=0.5}, {op="crop", pad=4}]')
+    ops: list[Op] = []
+    for item in _preset_tables()[key]:
+        if isinstance(item, str):  # another preset, e.g. "flip-crop"
+            ops += preset_ops(item, num_classes, image_size)
+        else:
+            ops.append(make_op(_sized(item, image_size), num_classes))
+    return ops
 
 
 def load_pipeline_file(path: str | Path) -> Any:

@@ -18,14 +18,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.augbase import (
+from cnnlab.data.augment.augbase import (
     Op,
     apply_mask,
     check_number,
     check_probability,
     per_sample,
+    register_op,
 )
-from cnnlab.data.color import box_mask
+from cnnlab.data.augment.color import box_mask
 from cnnlab.errors import ConfigError
 
 
@@ -142,6 +143,7 @@ class _MixOp(Op):
         return soft_targets(y, self.num_classes)
 
 
+@register_op
 class MixUp(_MixOp):
     """MixUp with ``lam ~ Beta(alpha, alpha)`` per sample; a sample is mixed with
     probability ``p`` (else lam = 1).  Returns soft targets (B, K)."""
@@ -164,6 +166,7 @@ class MixUp(_MixOp):
         return mixup(x, self._targets(y), params["lam"], params["perm"])
 
 
+@register_op
 class CutMix(_MixOp):
     """CutMix with box area ``(1 - lam) H W``, ``lam ~ Beta(alpha, alpha)`` per sample; the
     label weight is the true pasted fraction after clipping.  Returns soft targets."""
@@ -190,6 +193,7 @@ class CutMix(_MixOp):
         return xm, ym
 
 
+@register_op
 class MixUpCutMix(_MixOp):
     """Per batch, CutMix with probability ``switch_prob``, else MixUp (the timm/DeiT recipe).
 
@@ -197,6 +201,7 @@ class MixUpCutMix(_MixOp):
     """
 
     name = "mixup_cutmix"
+    aliases = ("mix", "cutmix_mixup")
     params = ("mixup_alpha", "cutmix_alpha", "switch_prob", "p")
     magnitude_param = None
 
@@ -218,6 +223,3 @@ class MixUpCutMix(_MixOp):
 
     def apply(self, x, y, params):
         return (self._cutmix if params["cutmix"] else self._mixup).apply(x, y, params)
-
-
-MIX_OPS: tuple[type[Op], ...] = (MixUp, CutMix, MixUpCutMix)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from cnnlab.data.dataset import Dataset, ImageSet
+if TYPE_CHECKING:
+    from cnnlab.data.dataset import Dataset
 
 
 def toy_dataset(n: int = 256, size: int = 16, channels: int = 3, classes: int = 4,
@@ -13,6 +14,10 @@ def toy_dataset(n: int = 256, size: int = 16, channels: int = 3, classes: int = 
 
     Returns a Dataset with ``n`` training images (and ``test`` test images when > 0).
     """
+    import torch  # here: the source registry imports this module without torch
+
+    from cnnlab.data.dataset import Dataset, ImageSet
+
     g = torch.Generator().manual_seed(seed)
 
     def make(count: int) -> ImageSet:

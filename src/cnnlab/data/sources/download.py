@@ -15,19 +15,17 @@ Environment:
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import socket
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cnnlab import __version__
-from cnnlab.data.cache import file_digest, fsync_dir, temp_sibling
+from cnnlab.data.sources.cache import file_digest, temp_sibling
 from cnnlab.errors import DataError
+from cnnlab.utils.io import fsync_dir
+from cnnlab.utils.progress import progress_enabled
+
+# urllib, http.client and tqdm (~90 ms of imports) are imported by the functions that
+# download: the source registry imports this module whenever it lists the sources
 
 MIRROR_ENV = "CNNLAB_MIRROR"
 TIMEOUT_ENV = "CNNLAB_DOWNLOAD_TIMEOUT"
@@ -36,11 +34,7 @@ DEFAULT_TIMEOUT = 10.0  # seconds; offline machines fail at name lookup, well be
 _BLOCK = 1 << 16  # bytes per read
 
 
-def show_progress(progress: bool | None) -> bool:
-    """Resolve the ``progress`` option: None means "only when stderr is a terminal"."""
-    if progress is None:
-        return sys.stderr.isatty()
-    return bool(progress)
+show_progress = progress_enabled  # the name tests/data/test_download.py checks
 
 
 def source_urls(dataset: str, filename: str, official: list[str] | tuple[str, ...]) -> list[str]:
@@ -74,6 +68,9 @@ def _timeout() -> float:
 
 
 def _reason(e: BaseException) -> str:
+    import socket
+    import urllib.error
+
     if isinstance(e, urllib.error.HTTPError):
         return f"the server answered HTTP {e.code} {e.reason}"
     if isinstance(e, urllib.error.URLError):
@@ -101,6 +98,11 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
     checksum) raises one DataError naming the URL and ``dest``, followed by ``hint``
     (how to point cnnlab at a local copy).
     """
+    import http.client
+    import urllib.request
+
+    from tqdm import tqdm
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tail = f". {hint}" if hint else ""
@@ -119,7 +121,7 @@ def download(url: str, dest: Path, *, md5: str | None = None, sha256: str | None
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=dest.name, disable=not show_progress(progress), leave=False)
+                       desc=dest.name, disable=not progress_enabled(progress), leave=False)
             with bar:
                 try:
                     while block := response.read(_BLOCK):

@@ -6,16 +6,21 @@ parameters for the whole batch at once, one value per sample, through an explici
 ``torch.Generator`` (``sample``), then applies them with tensor ops (``apply``): no Python
 loop over samples.  Splitting draw and application lets a pipeline fuse geometric ops
 into one resampling and lets tests replay the exact parameters of a batch.
+
+Every op class is registered with :func:`register_op` under its ``name``: :data:`OPS`
+(the names ``data.augment`` tables, the CLI and error messages offer), :data:`ALIASES`
+and RandAugment's op list are all read from the registered classes.
 """
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, did_you_mean
 
 Params = dict[str, Any]  # per-batch draws: (B,) tensors, masks, permutations
 
@@ -68,6 +73,22 @@ def select(mask: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Te
     return torch.lerp(old, new, mask.to(old.dtype))
 
 
+@dataclass(frozen=True)
+class RandAugmentOp:
+    """One op of RandAugment's list, declared by the op class it belongs to.
+
+    ``matrix(level, h, w)`` gives a geometric op's (B, 3, 3) maps (see ``geometry``) and
+    ``apply(x, level)`` a colour op's output for ``x`` (b, C, H, W); ``level`` (B,) is the
+    signed magnitude in [-1, 1] of the op's maximum.  ``index`` is the op's position in
+    torchvision's RandAugment list: draws pick ops by position, so it fixes the stream.
+    """
+
+    name: str  # as in torchvision / the paper: "shear_x", "color", ...
+    index: int
+    matrix: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None
+    apply: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+
 class Op:
     """Base of the configurable augmentation objects.
 
@@ -76,6 +97,8 @@ class Op:
     ``magnitude`` maps to in ``magnitude_param``.  ``kind`` is ``"geometric"`` (the op
     contributes a per-sample 2-D affine map and can be fused), ``"color"`` (pixel
     values only), ``"mix"`` (combines samples and soft labels) or ``"compound"``.
+    A class's own ``aliases`` (other names it answers to) and ``randaugment`` (the ops
+    it adds to RandAugment's list) are not inherited by its subclasses.
     """
 
     name: ClassVar[str] = ""
@@ -83,6 +106,8 @@ class Op:
     params: ClassVar[tuple[str, ...]] = ("p",)
     magnitude_param: ClassVar[str | None] = None
     needs_num_classes: ClassVar[bool] = False
+    aliases: ClassVar[tuple[str, ...]] = ()
+    randaugment: ClassVar[tuple[RandAugmentOp, ...]] = ()
 
     def __init__(self, p: float = 1.0):
         self.p = check_probability(self.name, "p", p)
@@ -110,6 +135,51 @@ class Op:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items() if k != "op")
         return f"{type(self).__name__}({args})"
+
+
+# -- the registry --------------------------------------------------------------------------
+
+KINDS = ("geometric", "color", "mix", "compound")  # the order OPS lists the kinds in
+
+OPS: dict[str, type[Op]] = {}  # name -> class: by kind, then in registration order
+ALIASES: dict[str, str] = {}  # other name -> name
+_ORDER: dict[str, int] = {}  # name -> registration number
+
+
+def register_op(cls: type[Op]) -> type[Op]:
+    """Class decorator: make ``cls`` available as ``{op = cls.name}`` (and its aliases).
+
+        @register_op
+        class Invert(Op):
+            name = "invert"
+            ...
+    """
+    own = vars(cls)
+    name = own.get("name")
+    if not name or cls.kind not in KINDS:
+        raise TypeError(f"{cls.__name__} needs its own name and a kind in {KINDS}")
+    for key in (name, *own.get("aliases", ())):
+        if key in OPS or key in ALIASES:
+            raise ValueError(f"augment op name {key!r} of {cls.__name__} is taken")
+    taken = {ra.name for c in OPS.values() for ra in vars(c).get("randaugment", ())}
+    for ra in own.get("randaugment", ()):
+        if ra.name in taken:
+            raise ValueError(f"RandAugment op {ra.name!r} of {cls.__name__} is taken")
+    _ORDER[name] = len(_ORDER)
+    ranked = sorted({**OPS, name: cls}.items(),
+                    key=lambda kv: (KINDS.index(kv[1].kind), _ORDER[kv[0]]))
+    OPS.clear()
+    OPS.update(ranked)
+    ALIASES.update(dict.fromkeys(own.get("aliases", ()), name))
+    return cls
+
+
+def randaugment_ops() -> dict[str, RandAugmentOp]:
+    """RandAugment's op list, name -> op, in torchvision's order: identity, then the ops
+    the registered classes declare (``Op.randaugment``)."""
+    found = [RandAugmentOp("identity", 0)]  # leaves the sample as it is
+    found += [ra for cls in OPS.values() for ra in vars(cls).get("randaugment", ())]
+    return {ra.name: ra for ra in sorted(found, key=lambda ra: ra.index)}
 
 
 # -- parameter checks: one-line ConfigErrors naming the op and the parameter ------------
@@ -158,8 +228,6 @@ def check_range(op: str, key: str, value: Any, lo: float | None = None,
 
 def check_choice(op: str, key: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"augment op '{op}': {key} = {value!r} is not one of "
-                          f"{', '.join(allowed)}{hint}")
+                          f"{', '.join(allowed)}{did_you_mean(value, allowed)}")
     return value
