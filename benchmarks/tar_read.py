@@ -23,11 +23,8 @@ The decoded result is cached, so only a first decode reads the archive at all.
 from __future__ import annotations
 
 import argparse
-import bz2
 import contextlib
-import gzip
 import io
-import lzma
 import os
 import subprocess
 import sys
@@ -67,18 +64,6 @@ _BLOCK = 512
 _READ = 1 << 22  # bytes decompressed per refill
 
 
-def _open_stream(path: Path):
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.open(path, "rb")
-    if head[:3] == b"BZh":
-        return bz2.open(path, "rb")
-    if head[:6] == b"\xfd7zXZ\x00":
-        return lzma.open(path, "rb")
-    return open(path, "rb")
-
-
 def _number(field: bytes) -> int:
     if field[:1] and field[0] & 0x80:  # GNU base-256
         return int.from_bytes(field[1:], "big")
@@ -103,7 +88,7 @@ def _pax(data: bytes) -> dict[str, str]:
 
 def hand_iter_tar(path: Path) -> Iterator[tuple[str, bool, bytes | None]]:
     """(name, is_dir, data) of every file and folder, as ``folder.iter_tar`` yields them."""
-    with _open_stream(path) as stream:
+    with folder._open_stream(path) as stream:
         buf, pos = b"", 0
 
         def take(n: int) -> bytes:
@@ -171,7 +156,7 @@ def tarfile_stream(path: Path) -> Iterator[tuple[str, bool, bytes | None]]:
 
 def gzip_only(path: Path) -> Iterator[tuple[str, bool, bytes | None]]:
     """Decompression alone: what every reader pays before parsing anything."""
-    with _open_stream(path) as stream:
+    with folder._open_stream(path) as stream:
         while stream.read(_READ):
             pass
     return iter(())

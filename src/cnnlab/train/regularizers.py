@@ -64,6 +64,7 @@ from torch import nn
 from torch.nn.modules.conv import _ConvNd
 
 from cnnlab.errors import ConfigError
+from cnnlab.utils.table import text_table
 
 GROUP_BY = ("output", "input")
 
@@ -71,7 +72,7 @@ GROUP_BY = ("output", "input")
 def penalized_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, torch.Tensor]]:
     """Yield ``(name, module, weight)`` for the weight of each conv and linear layer.
 
-    Names are module names (``"features.0.0"``); a weight shared by several layers is
+    Names are module names (``"features.0.0.conv"``); a weight shared by several layers is
     yielded once.
     """
     seen: set[int] = set()
@@ -185,12 +186,10 @@ def _fractions(row: dict) -> dict:
 
 def format_sparsity(report: dict) -> str:
     """A plain-text table of :func:`sparsity_report`'s result, one line per layer."""
-    lines = [f"{'layer':<24} {'weights':>10} {'zero':>8} {'units':>7} {'zero':>8}"]
-    rows = [*report["layers"].items(), ("total", report["total"])]
-    for name, r in rows:
-        lines.append(f"{name:<24} {r['weights']:>10} {r['weight_fraction']:>8.1%} "
-                     f"{r['units']:>7} {r['unit_fraction']:>8.1%}")
-    return "\n".join(lines)
+    rows = [[name, str(r["weights"]), f"{r['weight_fraction']:.1%}", str(r["units"]),
+             f"{r['unit_fraction']:.1%}"]
+            for name, r in [*report["layers"].items(), ("total", report["total"])]]
+    return text_table(["layer", "weights", "zero", "units", "zero"], rows, right={1, 2, 3, 4})
 
 
 __all__ = ["format_sparsity", "penalized_weights", "penalty", "proximal_l1_", "sparsity_report"]

@@ -34,9 +34,6 @@ DEFAULT_TIMEOUT = 10.0  # seconds; offline machines fail at name lookup, well be
 _BLOCK = 1 << 16  # bytes per read
 
 
-show_progress = progress_enabled  # the name tests/data/test_download.py checks
-
-
 def source_urls(dataset: str, filename: str, official: list[str] | tuple[str, ...]) -> list[str]:
     """URLs to try for ``filename``: ``$CNNLAB_MIRROR/<dataset>/<filename>`` if set, else
     each official base URL (ending in "/") followed by ``filename``."""
