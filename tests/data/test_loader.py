@@ -138,3 +138,13 @@ def test_grayscale_loader_with_augmentation():
     loader = DeviceLoader(ds, 8, augment=build_pipeline("modern", 5, 8))
     for x, y in loader:
         assert x.shape == (8, 1, 8, 8) and y.shape == (8, 5)
+
+
+def test_constant_channel_is_centred_not_divided_by_zero():
+    images = torch.randint(0, 256, (8, 4, 4, 3), dtype=torch.uint8)
+    images[..., 1] = 100  # channel 1 constant: its std over the split is 0
+    data = ImageSet(images, torch.zeros(8, dtype=torch.int64), ["a"])
+    mean, std = data.mean_std()
+    assert std[1] == 0.0
+    x, _ = next(iter(DeviceLoader(data, 8, shuffle=False, mean=mean, std=std)))
+    assert torch.isfinite(x).all() and torch.all(x[:, 1] == 0)

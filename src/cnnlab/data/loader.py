@@ -65,7 +65,9 @@ class DeviceLoader:
         self.mean = self.std = None
         if mean is not None and std is not None:
             self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
-            self.std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
+            std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
+            # a channel constant over the training split (std 0) is centred, not divided by 0
+            self.std = torch.where(std > 0, std, torch.ones_like(std))
         self.generator = torch.Generator(device=self.device)
         self.epoch, self.batch = 0, 0  # next batch to yield
         self._gen_state: torch.Tensor | None = None  # set when resuming mid-epoch
