@@ -385,10 +385,11 @@ def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
-    """Make a model folder from a training run folder: its ``config.json`` says which model
-    on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
-    ``summary.json`` the metrics. Returns ``out_dir``."""
+def load_run_model(run_dir: str | Path, which: str = "best") -> nn.Module:
+    """Rebuild the model of a training run folder and load ``checkpoints/<which>.pt``
+    (key "model"); returned in eval mode on the CPU, with ``model.run_info`` holding the
+    run's ``config.json`` and the checkpoint path. One-line ModelErrors for a folder that
+    is not a run, a missing or unreadable checkpoint and weights that do not fit."""
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise ModelError(f"which checkpoint: 'best' or 'last', got {which!r}")
@@ -399,7 +400,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
     try:
         run_cfg = json.loads(cfg_path.read_text())
         model_cfg = dict(run_cfg["config"]["model"])
-        data_cfg = dict(run_cfg["config"].get("data") or {})
         ds = dict(run_cfg["dataset"])
         name = model_cfg.pop("name")
         h, w, c = (int(v) for v in ds["image_shape"])
@@ -444,7 +444,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
             error = error or e
     else:
         raise error  # type: ignore[misc]
+    model.run_info = {"config": run_cfg, "checkpoint": str(ckpt_path)}
+    return model
 
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
+    """Make a model folder from a training run folder: its ``config.json`` says which model
+    on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
+    ``summary.json`` the metrics. Returns ``out_dir``."""
+    run_dir = Path(run_dir)
+    model = load_run_model(run_dir, which)
+    run_cfg = model.run_info["config"]
+    data_cfg = dict(run_cfg["config"].get("data") or {})
+    ds = dict(run_cfg["dataset"])
+    h, w, _ = (int(v) for v in ds["image_shape"])
+    classes = ds.get("classes")
     metrics = None
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
