@@ -85,6 +85,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # also save every N optimizer steps (0 = only at epoch end)
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
     quiet: bool = False  # no progress bars or per-epoch lines
+    tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (cnnlab[tensorboard])
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ GROUPS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 RESUME_SAFE_KEYS = {
     "train.epochs", "train.device", "train.quiet", "train.threads", "train.checkpoint_every",
     "data.root", "data.eval_batch_size", "train.early_stopping", "train.patience",
+    "train.tensorboard",
 }
 
 
