@@ -30,6 +30,7 @@ _LAZY = {
     "load_pretrained": "cnnlab.models.hub",
     "predict": "cnnlab.models.hub",
     "export_run": "cnnlab.models.hub",
+    "evaluate_run": "cnnlab.experiments.evaluate",
 }
 
 

@@ -22,70 +22,70 @@ from cnnlab.errors import ConfigError, did_you_mean
 
 @dataclass(frozen=True)
 class DataConfig:
-    spec: str = "digits"  # dataset spec string: "cifar10", "folder:PATH", "digits", ...
-    batch_size: int = 32  # Keras default; small data (digits) needs the steps
-    eval_batch_size: int = 512
-    val_fraction: float = 0.1  # carved from the training split, seeded
-    test_fraction: float = 0.2  # only for sources without an official test split
+    spec: str = "digits"  # dataset spec: "digits", "cifar10", "folder:PATH", ... (cnnlab data info)
+    batch_size: int = 32  # training batch size (Keras default; small data needs the steps)
+    eval_batch_size: int = 512  # batch size of validation and test passes
+    val_fraction: float = 0.1  # share of the training split held out for validation (seeded)
+    test_fraction: float = 0.2  # share held out for testing, for sources without a test split
     split_seed: int = 0  # seed of the test/val carving: fixed across runs of a sweep
-    augment: Any = "none"  # preset name or list of operation tables (see data/augment.py)
-    normalize: bool = True
-    drop_last: bool = True
+    augment: Any = "none"  # augmentation preset or list of op tables (cnnlab augment)
+    normalize: bool = True  # standardize pixels with the training split's mean and std
+    drop_last: bool = True  # drop the last incomplete training batch of each epoch
     root: str = ""  # cache/data folder override ("" = default)
-    resize: int = 0  # 0 = keep; otherwise square side for folder sources of mixed sizes
+    resize: int = 0  # square side to resize to, for folders of mixed sizes (0 = keep)
     skip_bad: bool = False  # folder sources: skip unreadable image files with a warning
-    limit: int = 0  # 0 = all; else keep the first N training images (quick runs)
+    limit: int = 0  # keep the first N training images, for quick runs (0 = all)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "vgg"
+    name: str = "vgg"  # registered model name (cnnlab models); other model.* keys go to it
     args: dict = field(default_factory=dict)  # builder keyword arguments
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "adam"  # sgd | adam | adamw
-    lr: float = 1e-3
-    momentum: float = 0.9
-    nesterov: bool = False
-    betas: tuple = (0.9, 0.999)
-    weight_decay: float = 0.0
-    decay_mode: str = "auto"  # coupled (L2 in the gradient) | decoupled (AdamW) | auto (by name)
-    decay_norm_and_bias: bool = False  # exclude norm and bias parameters by default
-    # constant | step | cosine | onecycle | warmup-linear | warmup-cosine
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
+    name: str = "adam"  # optimizer
+    lr: float = 1e-3  # peak learning rate (> 0)
+    momentum: float = 0.9  # SGD momentum
+    nesterov: bool = False  # Nesterov momentum (SGD)
+    betas: tuple = (0.9, 0.999)  # Adam / AdamW moment decay rates
+    weight_decay: float = 0.0  # weight decay factor (>= 0)
+    decay_mode: str = "auto"  # coupled: L2 in the gradient; decoupled: AdamW; auto: by optimizer
+    decay_norm_and_bias: bool = False  # also decay norm and bias parameters (excluded by default)
+    schedule: str = "constant"  # learning-rate schedule over the run
+    warmup_epochs: float = 0.0  # epochs of linear warm-up (warmup-* schedules)
     step_epochs: float = 30.0  # period of the step schedule
     gamma: float = 0.1  # factor of the step schedule
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0  # 0 = off; max global gradient norm
-    l1: float = 0.0  # penalty weights added to the loss (see cnnlab.train.regularizers)
-    l2: float = 0.0
-    group_lasso: float = 0.0
-    proximal_l1: bool = False
+    label_smoothing: float = 0.0  # label smoothing of the cross-entropy, in [0, 1)
+    grad_clip: float = 0.0  # max global gradient norm (0 = off)
+    l1: float = 0.0  # weight of the L1 penalty added to the loss (cnnlab.train.regularizers)
+    l2: float = 0.0  # weight of the L2 penalty added to the loss
+    group_lasso: float = 0.0  # weight of the group-sparse penalty (per filter)
+    proximal_l1: bool = False  # apply L1 as a proximal step after each update
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 3
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: str = "auto"  # auto | true | false
-    compile: bool = False
-    threads: int = 0  # 0 = torch default
-    tta: str = "none"  # none | flip | flip-translate
-    early_stopping: bool = False
-    monitor: str = "val_acc"
-    patience: int = 5
-    min_delta: float = 0.0
-    restore_best: bool = True
-    checkpoint: bool = True
+    epochs: int = 3  # training epochs (>= 1)
+    seed: int = 0  # seed of initialization, data order and augmentation
+    device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
+    precision: str = "auto"  # autocast precision (auto: bf16 where supported)
+    channels_last: str = "auto"  # channels-last memory format (auto: where faster)
+    compile: bool = False  # torch.compile the model
+    threads: int = 0  # CPU threads (0 = torch default)
+    tta: str = "none"  # test-time augmentation of the evaluation passes
+    early_stopping: bool = False  # stop when the monitored metric stops improving
+    monitor: str = "val_acc"  # metric for early stopping and the best checkpoint
+    patience: int = 5  # epochs without improvement before early stopping
+    min_delta: float = 0.0  # smallest change that counts as an improvement
+    restore_best: bool = True  # end with the weights of the best epoch
+    checkpoint: bool = True  # write checkpoints (last, best) to the run folder
     checkpoint_every: int = 0  # also save every N optimizer steps (0 = only at epoch end)
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
-    quiet: bool = False
+    quiet: bool = False  # no progress bars or per-epoch lines
+    tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (cnnlab[tensorboard])
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ GROUPS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 RESUME_SAFE_KEYS = {
     "train.epochs", "train.device", "train.quiet", "train.threads", "train.checkpoint_every",
     "data.root", "data.eval_batch_size", "train.early_stopping", "train.patience",
+    "train.tensorboard",
 }
 
 
@@ -255,6 +256,69 @@ CHOICES = {
     "train.tta": ("none", "flip", "flip-translate"),
     "train.monitor": ("val_acc", "val_loss", "train_loss", "train_acc"),
 }
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> its trailing ``# comment`` in the class source (else the comment lines
+    right above it): the help lines of ``cnnlab config`` come from these comments."""
+    import inspect
+    import io
+    import tokenize
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source shipped
+        return {}
+    out: dict[str, str] = {}
+    above: list[str] = []
+    line_field: dict[int, str] = {}
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            text = tok.string.lstrip("#").strip()
+            name = line_field.get(tok.start[0])
+            if name:
+                out[name] = text
+            else:
+                above.append(text)
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.start[0] not in line_field:
+            line_field[tok.start[0]] = tok.string
+            if above:
+                out[tok.string] = " ".join(above)
+            above = []
+    return out
+
+
+def _allowed(key: str, default: Any) -> list[str] | str:
+    """The choices of a key (a list), else what kind of value it takes."""
+    if key in CHOICES:
+        return list(CHOICES[key])
+    if key == "model.name":
+        return "a registered model (cnnlab models)"
+    if key == "data.augment":
+        return "preset name or list of op tables"
+    if isinstance(default, bool):
+        return ["true", "false"]
+    for kind, word in ((int, "integer"), (float, "number"), (str, "string"),
+                       (tuple, "list of numbers")):
+        if isinstance(default, kind):
+            return word
+    return ""
+
+
+def key_table() -> list[dict[str, Any]]:
+    """Every config key as ``{"key", "default", "allowed", "help"}``, in :func:`known_keys`
+    order: "allowed" is the list of choices or a word for the kind of value, "help" the
+    field's comment in this file (one source of truth: ``cnnlab config`` prints these)."""
+    defaults = RunConfig().flat()
+    helps = {f"{g}.{k}": v for g, cls in (*GROUPS.items(), ("model", ModelConfig))
+             for k, v in _field_comments(cls).items()}
+    rows = []
+    for key in known_keys():
+        default = defaults.get(key)
+        rows.append({"key": key, "default": list(default) if isinstance(default, tuple)
+                     else default, "allowed": _allowed(key, default),
+                     "help": helps.get(key, "")})
+    return rows
 
 
 def validate(cfg: RunConfig) -> None:

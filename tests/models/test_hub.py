@@ -274,3 +274,26 @@ def test_external_library_missing(lib):
 def test_unknown_external_source():
     with pytest.raises(ModelError, match="unknown model source in 'keras:resnet'"):
         create_model("keras:resnet")
+
+
+def test_cli_predict_several_files_some_bad(tmp_path, rgb_model_dir, capsys):
+    good = [str(p) for p in _images(tmp_path)[:2]]
+    (tmp_path / "notanimage.txt").write_text("hello")
+    (tmp_path / "adir").mkdir()
+    bad = [str(tmp_path / "missing.jpg"), str(tmp_path / "notanimage.txt"), str(tmp_path / "adir")]
+    files = [good[0], bad[0], bad[1], bad[2], good[1]]
+    assert main(["predict", str(rgb_model_dir), *files, "--topk", "1"]) == 1
+    cap = capsys.readouterr()
+    assert cap.err.splitlines() == [
+        f"cnnlab: error: {bad[0]}: no such file",
+        f"cnnlab: error: {bad[1]}: not an image (Pillow cannot decode it)",
+        f"cnnlab: error: {bad[2]}: is a folder, not an image file"]
+    assert cap.out.splitlines()[0::2] == good  # the good files are still predicted
+    assert main(["predict", str(rgb_model_dir), *files, "--json"]) == 1
+    cap = capsys.readouterr()
+    rows = json.loads(cap.out)
+    assert [r["image"] for r in rows] == files and len(cap.err.splitlines()) == 3
+    assert rows[1] == {"image": bad[0], "error": "no such file"} and len(rows[4]["top"]) == 4
+    assert main(["predict", str(rgb_model_dir), *bad]) == 2  # all failed
+    cap = capsys.readouterr()
+    assert cap.out == "" and len(cap.err.splitlines()) == 3 and "Traceback" not in cap.err

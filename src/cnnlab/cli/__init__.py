@@ -14,7 +14,8 @@ import warnings
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
-COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub")
+COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub", "config",
+                   "eval")
 # commands registered by a module whose name differs from the command
 ALIASES = {"export": "hub", "predict": "hub"}
 
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         warnings.showwarning = shown_before
 

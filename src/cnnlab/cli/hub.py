@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict", help="classify image files with an exported model", formatter_class=fmt,
         description="Print the top-k classes with probabilities for each image. Images of any "
                     "size and mode are converted (grayscale/RGB, transparency on white) and "
-                    "resized (bilinear) to what the model card says.")
+                    "resized (bilinear) to what the model card says. A missing or unreadable "
+                    "file gets one error line on stderr and the others are still "
+                    "predicted (with --json, its entry has \"error\" instead of \"top\").",
+        epilog="exit status: 0 every image predicted, 1 some images failed, 2 all failed "
+               "or bad input (model folder, options)")
     predict.add_argument("model_dir", metavar="MODEL_DIR",
                          help="folder written by `cnnlab export` or cnnlab.save_pretrained")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
@@ -50,17 +55,31 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from cnnlab.models.hub import predict
+    """Predict every readable file; each missing or unreadable one gets its own error line
+    on stderr. Exit 0: all predicted; 1: some failed; 2: all failed (or a bad model)."""
+    from cnnlab.models.hub import load_pretrained, predict
 
-    results = predict(args.model_dir, args.images, topk=args.topk)
+    model = load_pretrained(args.model_dir)
+    results = predict(model, args.images, topk=args.topk, errors="return")
+    failed = 0
+    for path, r in zip(args.images, results):
+        if not isinstance(r, list):
+            failed += 1
+            print(f"cnnlab: error: {path}: {getattr(r, 'reason', r)}", file=sys.stderr)
     if args.json:
         print(json.dumps([{"image": str(p), "top": [{"class": c, "prob": round(v, 6)}
                                                     for c, v in r]}
+                          if isinstance(r, list) else
+                          {"image": str(p), "error": str(getattr(r, "reason", r))}
                           for p, r in zip(args.images, results)], indent=2))
+    else:
+        width = max((len(c) for r in results if isinstance(r, list) for c, _ in r), default=0)
+        for path, top in zip(args.images, results):
+            if not isinstance(top, list):
+                continue
+            print(path)
+            for rank, (cls, prob) in enumerate(top, 1):
+                print(f"  {rank}. {cls.ljust(width)}  {prob:.4f}")
+    if not failed:
         return 0
-    width = max((len(c) for r in results for c, _ in r), default=0)
-    for path, top in zip(args.images, results):
-        print(path)
-        for rank, (cls, prob) in enumerate(top, 1):
-            print(f"  {rank}. {cls.ljust(width)}  {prob:.4f}")
-    return 0
+    return 2 if failed == len(results) else 1

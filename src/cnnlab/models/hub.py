@@ -275,6 +275,14 @@ def _to_uint8_mode(img):
     return img
 
 
+def _image_error(message: str, reason: str) -> DataError:
+    """A DataError whose ``reason`` says what is wrong without the path (the CLI prefixes
+    the path itself)."""
+    error = DataError(message)
+    error.reason = reason
+    return error
+
+
 def load_image(path: str | Path, card: Mapping) -> torch.Tensor:
     """One image file -> (C, H, W) float tensor as the model expects: orientation from
     EXIF, transparency composited on white, converted to the card's mode, resized
@@ -290,9 +298,17 @@ def load_image(path: str | Path, card: Mapping) -> torch.Tensor:
             im.load()
             img = ImageOps.exif_transpose(im) or im
     except FileNotFoundError:
-        raise DataError(f"image {path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
+        raise _image_error(f"image {path} does not exist", "no such file") from None
+    except IsADirectoryError:
+        raise _image_error(f"cannot read image {path}: it is a folder",
+                           "is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise _image_error(f"cannot read image {path}: not an image Pillow can decode",
+                           "not an image (Pillow cannot decode it)") from None
+    except OSError as e:
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise _image_error(f"cannot read image {path}: {reason}",
+                           f"cannot read image: {reason}") from None
     img = _to_uint8_mode(img)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -312,11 +328,16 @@ def load_image(path: str | Path, card: Mapping) -> torch.Tensor:
 
 
 def predict(model_dir: str | Path | nn.Module, image_paths: Sequence[str | Path],
-            topk: int = 5, batch_size: int = 64,
-            device: str | torch.device = "cpu") -> list[list[tuple[str, float]]]:
+            topk: int = 5, batch_size: int = 64, device: str | torch.device = "cpu",
+            errors: str = "raise") -> list:
     """Top-``topk`` (class name, probability) pairs for each image file, best first.
 
-    ``model_dir`` is a model folder (or a model returned by ``load_pretrained``)."""
+    ``model_dir`` is a model folder (or a model returned by ``load_pretrained``).
+    ``errors="raise"``: a missing or unreadable file raises its DataError;
+    ``errors="return"``: its entry in the result is that DataError (with a ``reason``
+    attribute) and the other files are still predicted."""
+    if errors not in ("raise", "return"):
+        raise ModelError(f"errors must be 'raise' or 'return', got {errors!r}")
     if topk < 1:
         raise ModelError(f"topk must be >= 1, got {topk}")
     model = load_pretrained(model_dir, device) if not isinstance(model_dir, nn.Module) \
@@ -326,15 +347,26 @@ def predict(model_dir: str | Path | nn.Module, image_paths: Sequence[str | Path]
         raise ModelError("predict needs a model folder or a model from load_pretrained")
     names = card.get("classes") or [str(i) for i in range(int(card["num_classes"]))]
     k = min(topk, len(names))
-    out: list[list[tuple[str, float]]] = []
+    out: list = []
     paths = list(image_paths)
     for start in range(0, len(paths), batch_size):
-        x = torch.stack([load_image(p, card) for p in paths[start:start + batch_size]])
-        with torch.no_grad():
-            probs = model(x.to(device)).float().softmax(dim=1)  # (B, num_classes)
-        top = probs.topk(k, dim=1)
-        for vals, idx in zip(top.values.tolist(), top.indices.tolist()):
-            out.append([(names[i], float(v)) for v, i in zip(vals, idx)])
+        chunk: list = []
+        for p in paths[start:start + batch_size]:
+            try:
+                chunk.append(load_image(p, card))
+            except DataError as e:
+                if errors == "raise":
+                    raise
+                chunk.append(e)
+        good = [t for t in chunk if isinstance(t, torch.Tensor)]
+        tops = iter([])
+        if good:
+            with torch.no_grad():
+                probs = model(torch.stack(good).to(device)).float().softmax(dim=1)  # (B, C)
+            top = probs.topk(k, dim=1)
+            tops = iter([[(names[i], float(v)) for v, i in zip(vals, idx)]
+                         for vals, idx in zip(top.values.tolist(), top.indices.tolist())])
+        out.extend(next(tops) if isinstance(t, torch.Tensor) else t for t in chunk)
     return out
 
 
@@ -353,10 +385,11 @@ def _strip_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
-    """Make a model folder from a training run folder: its ``config.json`` says which model
-    on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
-    ``summary.json`` the metrics. Returns ``out_dir``."""
+def load_run_model(run_dir: str | Path, which: str = "best") -> nn.Module:
+    """Rebuild the model of a training run folder and load ``checkpoints/<which>.pt``
+    (key "model"); returned in eval mode on the CPU, with ``model.run_info`` holding the
+    run's ``config.json`` and the checkpoint path. One-line ModelErrors for a folder that
+    is not a run, a missing or unreadable checkpoint and weights that do not fit."""
     run_dir = Path(run_dir)
     if which not in ("best", "last"):
         raise ModelError(f"which checkpoint: 'best' or 'last', got {which!r}")
@@ -367,7 +400,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
     try:
         run_cfg = json.loads(cfg_path.read_text())
         model_cfg = dict(run_cfg["config"]["model"])
-        data_cfg = dict(run_cfg["config"].get("data") or {})
         ds = dict(run_cfg["dataset"])
         name = model_cfg.pop("name")
         h, w, c = (int(v) for v in ds["image_shape"])
@@ -412,7 +444,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
             error = error or e
     else:
         raise error  # type: ignore[misc]
+    model.run_info = {"config": run_cfg, "checkpoint": str(ckpt_path)}
+    return model
 
+
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
+    """Make a model folder from a training run folder: its ``config.json`` says which model
+    on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
+    ``summary.json`` the metrics. Returns ``out_dir``."""
+    run_dir = Path(run_dir)
+    model = load_run_model(run_dir, which)
+    run_cfg = model.run_info["config"]
+    data_cfg = dict(run_cfg["config"].get("data") or {})
+    ds = dict(run_cfg["dataset"])
+    h, w, _ = (int(v) for v in ds["image_shape"])
+    classes = ds.get("classes")
     metrics = None
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.config import RunConfig
+from cnnlab.errors import TrainingError
 from cnnlab.status import DIVERGED
 from cnnlab.train.precise_bn import precise_bn
 from cnnlab.train.regularizers import format_sparsity, penalty, proximal_l1_, sparsity_report
@@ -279,3 +280,36 @@ def callbacks_from_config(config: RunConfig) -> list[Callback]:
     if o.l1 or o.group_lasso:  # the sparsity the penalties produced
         cbs.append(SparsityReport())
     return cbs
+
+
+class TensorBoardLogger(Callback):
+    """Per-epoch metrics (losses, accuracies, the learning rate ``lr``, speed) as TensorBoard
+    scalars in ``log_dir``, one point per epoch: ``tensorboard --logdir RUN_DIR/tensorboard``.
+    Asked for by ``train.tensorboard = true``; needs the optional ``tensorboard`` package."""
+
+    def __init__(self, log_dir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise TrainingError('train.tensorboard needs the tensorboard package: '
+                                'pip install "cnnlab[tensorboard]"') from None
+        self.log_dir = Path(log_dir)
+        self._writer_type = SummaryWriter
+        self.writer = None
+
+    def on_train_begin(self, trainer):
+        if self.writer is None:
+            self.writer = self._writer_type(str(self.log_dir))
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        epoch = int(metrics.get("epoch", epoch + 1))  # counted from 1, as in metrics.csv
+        for key, value in metrics.items():
+            if key not in ("epoch", "step") and isinstance(value, int | float) \
+                    and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(key, value, global_step=epoch)
+        self.writer.flush()
+
+    def on_fit_end(self, trainer, status):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -34,6 +34,7 @@ from cnnlab.train.callbacks import (
     CSVLogger,
     EarlyStopping,
     ProgressBar,
+    TensorBoardLogger,
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -158,6 +159,8 @@ class Trainer:
                 cbs.append(Checkpoint(self.out_dir / "checkpoints", t.monitor,
                                       every_steps=t.checkpoint_every))
             cbs.append(CSVLogger(self.out_dir / "metrics.csv"))
+            if t.tensorboard:
+                cbs.append(TensorBoardLogger(self.out_dir / "tensorboard"))
         cbs.append(ProgressBar(enabled=False if t.quiet else progress))
         return cbs
 
