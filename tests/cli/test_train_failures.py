@@ -59,7 +59,7 @@ def mounted_tmpfs(folder: Path, *options: str):
 @pytest.mark.parametrize("key, value, message", [
     ("model.num_classes", 5, "model.num_classes = 5 but dataset 'digits' has 10 classes; "
                              "model.num_classes comes from the data"),
-    ("model.in_chans", 3, "model.in_chans = 3 but dataset 'digits' has 1 image channels; "
+    ("model.in_chans", 3, "model.in_chans = 3 but dataset 'digits' has 1-channel images; "
                           "model.in_chans comes from the data"),
 ])
 def test_dataset_keys_refused_in_one_line(tmp_path, capsys, key, value, message):
