@@ -14,11 +14,14 @@ def test_train_digits_writes_run_folder_and_resumes(tmp_path, capsys):
     assert main(["train", "vgg", "--data", "digits", "--epochs", "1", "--out", str(out),
                  *SMALL]) == 0
     text = capsys.readouterr().out
-    assert "ok: test acc" in text and str(out) in text
+    # one epoch of a width-4 model on 160 images stays at chance: since issue 11 a single
+    # run says so ("stuck"), as sweeps do; the trainer's own status is still "ok"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] in ("ok", "stuck") and summary["trainer_status"] == "ok"
+    assert f"{summary['status']}: test acc" in text and str(out) in text
     info = json.loads((out / "config.json").read_text())
     assert info["dataset"]["num_classes"] == 10 and info["dataset"]["image_shape"] == [32, 32, 1]
     assert "cnnlab train --config" in info["rerun"]
-    assert json.loads((out / "summary.json").read_text())["status"] == "ok"
     # a second run into the same folder is refused; --resume continues it
     assert main(["train", "vgg", "--data", "digits", "--out", str(out), *SMALL]) == 2
     assert "already holds a run" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.errors import ConfigError
     from cnnlab.experiments.run import train_run
     from cnnlab.status import DIVERGED
-    from cnnlab.train.run import saved_config
+    from cnnlab.train.run import checkpoint_note, saved_config
 
     overrides = option_overrides(args)
     if args.model:
@@ -54,10 +54,17 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{out} already holds a run; use --resume {out} or another --out")
     log = (lambda *a: None) if cfg.train.quiet else print
     log(f"run folder: {out}")
-    result = train_run(cfg, out, resume=bool(args.resume))
+    try:
+        result = train_run(cfg, out, resume=bool(args.resume))
+    except KeyboardInterrupt:
+        kept = checkpoint_note(out) if out.is_dir() else None
+        print("cnnlab: interrupted; " + (f"kept {kept}; resume with: cnnlab train --resume {out}"
+                                         if kept else "no checkpoint was written yet"),
+              file=sys.stderr)
+        return 130
     s = result.summary
     fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    print(f"{result.status}: test acc {fmt(s['test_acc'])}, best val acc {fmt(s['best_val_acc'])}"
+    print(f"{s['status']}: test acc {fmt(s['test_acc'])}, best val acc {fmt(s['best_val_acc'])}"
           f" (epoch {s['best_epoch']}), {s['epochs_completed']} epochs in {s['wall_time']:.1f}s, "
           f"{s['images_per_s'] or 0:.0f} img/s on {s['device']} ({s['precision']})")
     print(f"run folder: {out}")

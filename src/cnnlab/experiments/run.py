@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnlab.config import RunConfig
 from cnnlab.data.dataset import Dataset
+from cnnlab.errors import ConfigError
 from cnnlab.models.registry import builder_params, create_model
 from cnnlab.train.checkpoint import seed_everything
 from cnnlab.train.run import fit, prepare_data
@@ -24,6 +25,15 @@ def build_model(cfg: RunConfig, ds: Dataset) -> nn.Module:
     builder takes it) from the data."""
     h, _, c = ds.train.shape
     args = dict(cfg.model.args)
+    from_data = {"num_classes": (ds.num_classes, f"{ds.num_classes} classes"),
+                 "in_chans": (c, f"{c}-channel images")}
+    for key, (value, what) in from_data.items():
+        if key in args:
+            given = args.pop(key)
+            if given != value:
+                raise ConfigError(
+                    f"model.{key} = {given!r} but dataset {cfg.data.spec!r} has {what}; "
+                    f"model.{key} comes from the data: drop --set model.{key}")
     if ":" not in cfg.model.name and "input_size" in builder_params(cfg.model.name):
         args.setdefault("input_size", h)
     return create_model(cfg.model.name, num_classes=ds.num_classes, in_chans=c, **args)

@@ -5,31 +5,63 @@ Layout in a run folder::
     checkpoints/last.pt       newest state (end of epoch or every N steps)
     checkpoints/last.prev.pt  the one before, used when last.pt is damaged
     checkpoints/best.pt       weights and metrics of the best epoch so far
+
+A save writes the new file first and only then moves the old ``last.pt`` to
+``last.prev.pt``: a save that fails (a full disk) leaves both as they were.  A ``last.pt``
+that cannot be read (empty, truncated, garbage) is never rotated over ``last.prev.pt``:
+after a fallback the good previous copy stays until a new good ``last.pt`` is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cnnlab.errors import TrainingError
-from cnnlab.utils.io import atomic_write
+from cnnlab.utils.io import fsync_dir, write_temp
+
+# checkpoints this process found unreadable (load fell back): never rotated to *.prev.pt
+_UNREADABLE: set[Path] = set()
+
+
+def _rotatable(path: Path) -> bool:
+    """Whether ``path`` may become the previous copy: not known unreadable, and a complete
+    zip archive (what torch.save writes; an empty or truncated file has no end record)."""
+    if path.resolve() in _UNREADABLE:
+        return False
+    try:
+        return zipfile.is_zipfile(path)
+    except OSError:
+        return False
 
 
 def save_checkpoint(path: str | Path, state: dict, keep_previous: bool = True) -> Path:
-    """Serialize to memory first, then write atomically; rotate the old file to *.prev.pt."""
+    """Serialize to memory, write a temporary file beside ``path``, then rotate the old file
+    to *.prev.pt (unless it is unreadable) and move the new one in. A failed write (OSError
+    naming ``path``) leaves the existing files untouched."""
     path = Path(path)
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    if keep_previous and path.exists():
-        os.replace(path, path.with_suffix(".prev.pt"))
-    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    tmp = write_temp(path, lambda f: f.write(buffer.getbuffer()))
+    try:
+        if keep_previous and path.exists() and _rotatable(path):
+            os.replace(path, path.with_suffix(".prev.pt"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _UNREADABLE.discard(path.resolve())
+    fsync_dir(path.parent)
+    return path
 
 
 def _load(path: Path) -> dict:
@@ -52,15 +84,25 @@ def load_checkpoint(path: str | Path) -> dict:
         try:
             state = _load(candidate)
         except Exception as e:  # noqa: BLE001 - any unpickling failure means a bad file
-            errors.append(f"{candidate}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            errors.append(f"{candidate}: {_describe(e, candidate)}")
             continue
         if i > 0:
+            _UNREADABLE.add(path.resolve())
             warnings.warn(
                 f"checkpoint {path} is unreadable ({errors[0]}); resuming from {candidate}",
                 stacklevel=2,
             )
         return state
     raise TrainingError("no usable checkpoint: " + "; ".join(errors))
+
+
+def _describe(e: Exception, path: Path) -> str:
+    """One line for why ``path`` did not load (some errors have an empty message)."""
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:120]}" if lines else type(e).__name__
 
 
 def rng_state() -> dict:

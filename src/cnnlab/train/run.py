@@ -7,9 +7,13 @@ Building the model a config names is one floor up: :func:`cnnlab.experiments.run
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -141,18 +145,94 @@ def fit(model: nn.Module, data=None, config: RunConfig | None = None,
     ds, cfg = _as_dataset(data, cfg)
     device = resolve_device(cfg.train.device)
     channels_last = resolve_channels_last(cfg.train.channels_last, device)
-    state = None
     out = Path(out_dir) if out_dir else None
-    if resume and out is not None:
-        state = _resume_state(out, cfg, required=resume is True)
-    loaders, stats = build_loaders(ds, cfg, device, channels_last)
-    if out is not None and state is None:
-        _write_run_folder(out, cfg, ds, stats, model)
-    trainer = Trainer(model, loaders, cfg, out_dir=out, callbacks=callbacks,
-                      num_classes=ds.num_classes, progress=progress)
-    if state is not None:
-        trainer.load_state_dict(state)
-    return trainer.fit()
+    if out is None:
+        loaders, _ = build_loaders(ds, cfg, device, channels_last)
+        return Trainer(model, loaders, cfg, callbacks=callbacks, num_classes=ds.num_classes,
+                       progress=progress).fit()
+    with _locked_run_folder(out) as created:
+        started = False
+        written: list[Path] = []
+        try:
+            state = _resume_state(out, cfg, required=resume is True) if resume else None
+            ckpts = out / "checkpoints"
+            if state is None and any((ckpts / n).exists() for n in ("last.pt", "last.prev.pt")):
+                raise TrainingError(f"{out} already holds a run; resume it (cnnlab train "
+                                    f"--resume {out}) or choose another folder")
+            loaders, stats = build_loaders(ds, cfg, device, channels_last)
+            trainer = Trainer(model, loaders, cfg, out_dir=out, callbacks=callbacks,
+                              num_classes=ds.num_classes, progress=progress)
+            trainer.check_inputs()  # refuse before anything is written
+            if state is None:
+                written = [p for p in (out / "config.json", out / "run.toml") if not p.exists()]
+                _write_run_folder(out, cfg, ds, stats, model)
+            else:
+                trainer.load_state_dict(state)
+            started = True
+            return trainer.fit()
+        except BaseException as e:
+            if not started:  # refused (or interrupted) before the first step: leave no stub
+                _remove_created(created, written)
+                if isinstance(e, OSError):
+                    raise TrainingError(f"{_os_error(e, out)}; nothing was kept") from None
+            elif isinstance(e, OSError):
+                kept = checkpoint_note(out)
+                then = (f"kept {kept}: free space and resume with: cnnlab train --resume {out}"
+                        if kept else "no checkpoint was written yet: free space and run again")
+                raise TrainingError(f"{_os_error(e, out)}; {then}") from None
+            raise
+
+
+@contextlib.contextmanager
+def _locked_run_folder(out: Path):
+    """Create ``out`` if needed and hold an exclusive lock on it (flock on the folder
+    itself, so nothing is added to it; the OS releases it even on SIGKILL). Yields the
+    topmost folder this call created (None if ``out`` existed)."""
+    created = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out, os.O_RDONLY)
+    except OSError as e:
+        raise TrainingError(f"cannot create run folder {out}: "
+                            f"{e.strerror or type(e).__name__}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainingError(f"run folder {out} is in use by another cnnlab process; wait "
+                                "for it to finish or stop it, or choose another --out") from None
+        yield created
+    finally:
+        os.close(fd)
+
+
+def _remove_created(created: Path | None, written: list[Path]) -> None:
+    """Undo what a refused run wrote: the folders it created, else the files it added."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for path in written:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _os_error(e: OSError, out: Path) -> str:
+    """``cannot write PATH: No space left on device`` for an OSError while writing a run."""
+    what = e.strerror or str(e) or type(e).__name__
+    return f"cannot write {e.filename or out}: {what}"
+
+
+def checkpoint_note(out: str | Path) -> str | None:
+    """The checkpoint ``--resume`` would continue an interrupted or failed run in ``out``
+    from, as ``"runs/x/checkpoints/last.pt (epoch 2, step 80)"``; None when there is none."""
+    for name in ("last.pt", "last.prev.pt"):
+        path = Path(out) / "checkpoints" / name
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            return f"{path} (epoch {state['epoch']}, step {state['step']})"
+        except Exception:  # noqa: BLE001 - missing or unreadable: try the previous copy
+            continue
+    return None
 
 
 def _resume_state(out: Path, cfg: RunConfig, required: bool) -> dict | None:
@@ -180,4 +260,4 @@ def saved_config(run_dir: str | Path) -> RunConfig:
     return from_dict(json.loads(path.read_text())["config"])
 
 
-__all__ = ["build_loaders", "fit", "prepare_data", "saved_config"]
+__all__ = ["build_loaders", "checkpoint_note", "fit", "prepare_data", "saved_config"]

@@ -7,7 +7,12 @@ Per step: forward under autocast (bf16 where the hardware computes it natively),
 fp32, the callbacks' loss terms, backward (through the fp16 gradient scaler, a pass-through
 otherwise), optional clipping, optimizer step, the callbacks' after-step hook and the
 per-batch schedule step.  A non-finite loss ends the run with status ``diverged`` before
-the bad update is applied.  Regularizers and post-training statistics are callbacks
+the bad update is applied; so does an epoch whose mean training loss is finite but above
+:func:`cnnlab.status.divergence_bound` (``max(1000 x ln(num_classes), 10 x the first
+batch's loss)``: an exploded run, which no healthy one reaches).  The summary's ``status``
+is :func:`cnnlab.status.run_status` (``stuck`` for a final accuracy at chance) and its
+``best_*`` fields are those of the best epoch by ``train.monitor``, the epoch early
+stopping restores.  Regularizers and post-training statistics are callbacks
 (train/callbacks.py); the loop knows the step and nothing else.
 """
 
@@ -27,7 +32,7 @@ from cnnlab import __version__
 from cnnlab.config import RunConfig
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import TrainingError
-from cnnlab.status import DIVERGED, OK, STOPPED
+from cnnlab.status import DIVERGED, OK, STOPPED, divergence_bound, is_diverged, run_status
 from cnnlab.train.callbacks import (
     Callback,
     Checkpoint,
@@ -35,6 +40,7 @@ from cnnlab.train.callbacks import (
     EarlyStopping,
     ProgressBar,
     TensorBoardLogger,
+    _mode_for,
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
@@ -135,6 +141,8 @@ class Trainer:
         self.log = log
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
+        self.initial_loss: float | None = None  # the first batch's loss, before any update
+        self._inputs_checked = False
         self.stop_training = False
         self.epoch_done = True
         self._epoch_t0 = time.perf_counter()
@@ -165,7 +173,9 @@ class Trainer:
         return cbs
 
     def check_inputs(self) -> None:
-        """Fail fast, before any step, on data the model cannot learn from."""
+        """Fail fast, before any step, on data the model cannot learn from (once)."""
+        if self._inputs_checked:
+            return
         loader = self.train_loader
         h, w, c = loader.images.shape[1:]
         model_c = first_conv_in_channels(self.model)
@@ -198,6 +208,7 @@ class Trainer:
                 f"the model outputs {tuple(out.shape[1:])} per image but the dataset has "
                 f"{self.num_classes} classes; build it with num_classes={self.num_classes}"
             )
+        self._inputs_checked = True
 
     def autocast(self):
         if self.amp_dtype is None:
@@ -215,6 +226,8 @@ class Trainer:
         total = loss
         for cb in self.callbacks:
             total = cb.on_loss(self, total)  # penalties: terms on the current weights
+        if self.initial_loss is None:
+            self.initial_loss = float(loss.detach())  # one sync, on the first step only
         if not torch.isfinite(total):
             return False
         self.optimizer.zero_grad(set_to_none=True)
@@ -295,12 +308,26 @@ class Trainer:
                 break
             self.running.time += time.perf_counter() - self._epoch_t0
             self._end_epoch()
+            exploded = self._explosion_message()
+            if exploded:
+                status, message = DIVERGED, exploded
+                break
         wall = time.perf_counter() - t_start
         if status == OK and self.stop_training:
             status = STOPPED
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self._finish(status, message, wall)
+
+    def _explosion_message(self) -> str:
+        """Why the epoch just ended diverged though its loss stayed finite, or ""."""
+        loss = self.history[-1]["train_loss"]
+        if not is_diverged(loss, self.num_classes, self.initial_loss):
+            return ""
+        bound = divergence_bound(self.num_classes, self.initial_loss)
+        return (f"training loss exploded to {loss:.3g} at epoch {self.epoch} (diverged: above "
+                f"{bound:.3g} = max(1000 x ln {self.num_classes} classes, 10 x the initial "
+                f"loss)); try a lower optim.lr (now {self.config.optim.lr:g})")
 
     def _end_epoch(self) -> None:
         sums = self.running
@@ -342,19 +369,25 @@ class Trainer:
 
     def summary(self, status: str, wall: float, test: dict) -> dict:
         last = self.history[-1] if self.history else {}
-        monitored = [h for h in self.history if not math.isnan(h.get("val_acc", math.nan))]
-        best = max(monitored, key=lambda h: h["val_acc"]) if monitored else {}
+        monitor = self.config.train.monitor
+        best = self._best_epoch(monitor)
         ips = [h["images_per_s"] for h in self.history]
+        final = test.get("acc", last.get("val_acc"))
+        final = None if final is None or math.isnan(final) else final
         return {
-            "status": status,
+            "status": run_status(status, final, self.num_classes),
+            "trainer_status": status,
             "epochs_completed": len(self.history),
             "steps": self.step,
             "final_train_loss": last.get("train_loss"),
             "final_train_acc": last.get("train_acc"),
             "final_val_loss": last.get("val_loss"),
             "final_val_acc": last.get("val_acc"),
-            "best_val_acc": best.get("val_acc"),
+            "monitor": monitor,
             "best_epoch": best.get("epoch"),
+            "best_val_acc": best.get("val_acc"),
+            "best_val_loss": best.get("val_loss"),
+            f"best_{monitor}": best.get(monitor),
             "test_loss": test.get("loss"),
             "test_acc": test.get("acc"),
             "tta": self.config.train.tta,
@@ -366,6 +399,21 @@ class Trainer:
             "channels_last": self.channels_last,
         }
 
+    def _best_epoch(self, monitor: str) -> dict:
+        """The history row of the best epoch by ``monitor`` (its mode from the name, as the
+        callbacks read it): the one early stopping kept when it watched ``monitor``, else
+        the first epoch with the best finite value; {} when none has a value."""
+        for cb in self.callbacks:
+            if isinstance(cb, EarlyStopping) and cb.monitor == monitor \
+                    and 0 <= cb.best_epoch < len(self.history):
+                return self.history[cb.best_epoch]
+        rows = [h for h in self.history
+                if isinstance(h.get(monitor), float | int) and math.isfinite(h[monitor])]
+        if not rows:
+            return {}
+        pick = min if _mode_for(monitor, "auto") == "min" else max
+        return pick(rows, key=lambda h: h[monitor])
+
     # ------------------------------------------------------- checkpointing
     def state_dict(self, weights_only_state: bool = False) -> dict:
         state = {
@@ -373,6 +421,7 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "history": self.history,
+            "initial_loss": self.initial_loss,
             "config": self.config.flat(),
             "versions": {"cnnlab": __version__, "torch": str(torch.__version__)},
         }
@@ -419,6 +468,8 @@ class Trainer:
                 cb.load_state_dict(state["callbacks"][key])
         self.epoch, self.step = state["epoch"], state["step"]
         self.history = list(state["history"])
+        # unknown (NaN: the bound then uses ln(num_classes) alone) in older checkpoints
+        self.initial_loss = state.get("initial_loss", math.nan)
         self.running = EpochSums.from_state(state["accumulators"], self.device)
         self.stop_training = state["stop_training"]
         self.epoch_done = self.train_loader.batch == 0
