@@ -156,3 +156,17 @@ def test_l1_proximal_training_reports_sparsity(toy, tiny_cfg, tmp_path):
     sparsity = result.summary["sparsity"]
     assert sparsity["weight_fraction"] > 0.3  # soft-thresholding gives exact zeros
     assert "total" in (tmp_path / "r" / "sparsity.txt").read_text()
+
+
+def test_summary_has_per_class_test_accuracy(toy, tiny_cfg, tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    result = fit(_model(toy), toy, tiny_cfg, out_dir=tmp_path / "run", progress=False)
+    per_class = json.loads((tmp_path / "run" / "summary.json").read_text())["test_per_class_acc"]
+    assert list(per_class) == toy.classes
+    counts = toy.test.labels.bincount(minlength=toy.num_classes).tolist()
+    # the class accuracies, weighted by the class sizes, give the overall test accuracy
+    overall = sum(a * n for a, n in zip(per_class.values(), counts)) / sum(counts)
+    assert overall == pytest.approx(result.summary["test_acc"])
+    assert all(0.0 <= a <= 1.0 for a in per_class.values())

@@ -252,21 +252,25 @@ class Trainer:
         return float(self.running.loss) / n, float(self.running.correct) / n
 
     @torch.no_grad()
-    def evaluate(self, loader: DeviceLoader, tta: str = "none") -> dict[str, float]:
-        """Loss and accuracy over a loader in eval mode, optionally with test-time
-        augmentation (logits averaged over flipped / one-pixel-translated views)."""
+    def evaluate(self, loader: DeviceLoader, tta: str = "none") -> dict:
+        """Loss, accuracy and per-class accuracy over a loader in eval mode, optionally with
+        test-time augmentation (logits averaged over flipped / one-pixel-translated views).
+
+        ``per_class`` lists each class's accuracy (None for a class absent from the split)."""
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        count = 0
+        hits = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
+        seen = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
         for x, y in loader:
             with self.autocast():
                 out = self._tta_logits(x, tta).float()
             loss_sum += F.cross_entropy(out, y, reduction="sum").double()
-            correct += (out.argmax(1) == y).sum()
-            count += len(y)
-        count = max(count, 1)
-        return {"loss": float(loss_sum) / count, "acc": float(correct) / count}
+            hits += torch.bincount(y[out.argmax(1) == y], minlength=self.num_classes)
+            seen += torch.bincount(y, minlength=self.num_classes)
+        count = max(int(seen.sum()), 1)
+        per_class = [h / n if n else None for h, n in zip(hits.tolist(), seen.tolist())]
+        return {"loss": float(loss_sum) / count, "acc": int(hits.sum()) / count,
+                "per_class": per_class}
 
     def _tta_logits(self, x: torch.Tensor, tta: str) -> torch.Tensor:
         if tta == "none":
@@ -390,6 +394,8 @@ class Trainer:
             f"best_{monitor}": best.get(monitor),
             "test_loss": test.get("loss"),
             "test_acc": test.get("acc"),
+            "test_per_class_acc": (dict(zip(self.loaders.test.classes, test["per_class"]))
+                                   if "per_class" in test else None),
             "tta": self.config.train.tta,
             "params": count_params(self.model),
             "wall_time": wall,
