@@ -311,3 +311,15 @@ def test_shared_cifar10_jpeg_archive(monkeypatch):
     again = load_dataset(f"folder:{SHARED}", test_fraction=0.0)
     print(f"first load {first:.2f} s, second {time.perf_counter() - t0:.2f} s")
     assert torch.equal(again.train.labels, ds.train.labels)
+
+
+def test_non_image_files_beside_the_images_are_ignored(tmp_path):
+    """What file managers and people leave in image folders is not an image to decode."""
+    root = make_tree(tmp_path / "t")
+    (root / "cat" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
+    (root / "dog" / "desktop.ini").write_text("[.ShellClassInfo]\n")
+    (root / "dog" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (root / "README").write_text("photos of pets\n")
+    (root / "cat" / "README.md").write_text("# cats\n")
+    ds = _load(root)
+    assert ds.classes == ["cat", "dog"] and len(ds.train) == 6  # the same six images
