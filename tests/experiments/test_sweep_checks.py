@@ -84,3 +84,8 @@ def test_run_lines_show_the_whole_error():
     _log_row(lines.append, {"cell": "model.blocks=1", "rep": 0, "status": "failed",
                             "error": msg + "\nsecond line"}, 1, 2)
     assert lines[0].endswith(f"({msg})")
+
+
+def test_bad_value_inside_an_axis(tmp_path, capsys):
+    err = _refused(tmp_path, capsys, '"optim.lr" = [1e-3, "fast", 1e-2]')
+    assert "cell optim.lr=fast" in err and "optim.lr" in err

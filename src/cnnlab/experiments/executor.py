@@ -224,7 +224,10 @@ def check_sweep(spec: SweepSpec) -> None:
     data_axes = [a for a in spec.axes if a.startswith("data.") or a == "variant"]
     for cell in cells:
         where = f"sweep '{spec.name}', cell {cell.key}" if many else f"sweep '{spec.name}'"
-        cfg = spec.run_config(cell, 0)
+        try:
+            cfg = spec.run_config(cell, 0)  # a bad value in the middle of an axis
+        except CnnlabError as e:
+            raise _cell_error(e, where) from None
         if cfg.train.device not in seen_devices:
             try:
                 resolve_device(cfg.train.device)
