@@ -132,7 +132,8 @@ def test_report_files_and_table_rows(depth_dir, depth_report):
 
     page = depth_report["html"].read_text()
     for name in ("heatmap.png", "acc_vs_params.png", "curves.png", "loss_curves.png"):
-        assert f'src="{name}"' in page
+        assert f'data-file="{name}"' in page  # embedded: one self-contained file
+    assert page.count('src="data:image/png;base64,') == 4
     assert page.count("<tr") == 16 and page.count('class="stuck"') == 4
 
 
@@ -227,3 +228,63 @@ def test_small_helpers():
     s = Stat((0.5, 0.7))
     assert s.mean == pytest.approx(0.6) and s.std == pytest.approx(0.1414, abs=1e-3)
     assert Stat((0.5,)).n == 1
+
+
+def test_all_failed_sweep_plots_say_no_results(tmp_path):
+    d = make_depth_store(tmp_path / "f", blocks=[1, 2], layers=[1, 2], reps=1, stuck={},
+                         failed={(b, l, 0) for b in (1, 2) for l in (1, 2)})
+    paths = write_report(d)
+    from PIL import Image
+
+    for k in ("heatmap", "acc_vs_params", "curves", "loss_curves"):
+        assert paths[k].is_file(), k
+        with Image.open(paths[k]) as im:  # one small notice, not a grid of empty panels
+            assert im.size[0] < 800 and im.size[1] < 400, k
+    assert "out of memory" in paths["table_md"].read_text()
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+# counts what the browser shows, once every image has loaded (or failed), into the DOM
+_PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = [...document.images];
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({
+    rows: document.querySelectorAll("tbody tr").length,
+    images: imgs.length,
+    loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (apt-get install "
+                    "chromium); .ci/run installs it")
+def test_html_report_is_self_contained_in_a_browser(tmp_path, depth_report):
+    """The page, copied alone into an empty folder (as a mail attachment would be), shows
+    one table row per cell and every figure, in headless Chromium."""
+    import json
+    import re
+    import subprocess
+
+    page = depth_report["html"].read_text()
+    assert not re.search(r'src="(?!data:)', page)  # nothing loaded from beside the page
+    alone = tmp_path / "mailed" / "report.html"
+    alone.parent.mkdir()
+    alone.write_text(page.replace("</body>", _PROBE + "</body>"))
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'prof'}",
+           "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000",
+           "--dump-dom", alone.as_uri()]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    m = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout)
+    assert m, f"no probe in the dumped DOM (rc {out.returncode}): {out.stderr[-2000:]}"
+    seen = json.loads(m.group(1).replace("&quot;", '"'))
+    assert seen == {"rows": 15, "images": 4, "loaded": 4}

@@ -26,7 +26,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cnnlab.config import RunConfig
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ModelError
 from cnnlab.experiments.spec import Cell, SweepSpec
 from cnnlab.experiments.store import STORE_FILENAME, ResultsStore
 from cnnlab.status import FAILED, is_failure, stored_status
@@ -191,11 +191,94 @@ def _slug(cell: Cell) -> str:
     return "_".join(parts).replace("/", "-") or "base"
 
 
+def _cell_error(e: Exception, where: str) -> CnnlabError:
+    """``e`` as the same kind of user error, its message prefixed by ``where``."""
+    msg = f"{where}: {str(e).strip() or type(e).__name__}"
+    try:
+        return type(e)(msg)
+    except Exception:  # noqa: BLE001 - an error class with another signature
+        return ModelError(msg)
+
+
+def check_sweep(spec: SweepSpec) -> None:
+    """Refuse a sweep that cannot run before anything starts or is written: every cell's
+    device must exist, its data load and its augmentation build, and its model build (on the
+    meta device: no memory, no time) and take the data's input size.
+
+    Raises the first problem as one :class:`~cnnlab.errors.CnnlabError` naming the cell.
+    The data is loaded once per distinct data config (the process cache keeps it for the
+    runs).
+    """
+    import torch
+
+    from cnnlab.data.augment import build_pipeline
+    from cnnlab.experiments.run import build_model
+    from cnnlab.train.hardware import resolve_device
+    from cnnlab.train.run import prepare_data
+
+    cells = spec.cells()
+    many = len(cells) > 1
+    seen_devices: set[str] = set()
+    seen_data: dict[str, object] = {}
+    seen_models: set[str] = set()
+    data_axes = [a for a in spec.axes if a.startswith("data.") or a == "variant"]
+    for cell in cells:
+        where = f"sweep '{spec.name}', cell {cell.key}" if many else f"sweep '{spec.name}'"
+        try:
+            cfg = spec.run_config(cell, 0)  # a bad value in the middle of an axis
+        except CnnlabError as e:
+            raise _cell_error(e, where) from None
+        if cfg.train.device not in seen_devices:
+            try:
+                resolve_device(cfg.train.device)
+            except CnnlabError as e:
+                raise _cell_error(e, where if "train.device" in spec.axes
+                                  else f"sweep '{spec.name}'") from None
+            seen_devices.add(cfg.train.device)
+        data_key = repr(cfg.data)
+        if data_key not in seen_data:
+            try:
+                ds = prepare_data(cfg)
+                h, _, _ = ds.train.shape
+                build_pipeline(cfg.data.augment, ds.num_classes, image_size=h)
+            except CnnlabError as e:
+                raise _cell_error(e, where if data_axes else f"sweep '{spec.name}'") from None
+            seen_data[data_key] = ds
+        ds = seen_data[data_key]
+        h, w, c = ds.train.shape
+        model_key = repr((cfg.model, ds.train.shape, ds.num_classes))
+        if model_key in seen_models:
+            continue
+        try:
+            with torch.device("meta"):
+                model = build_model(cfg, ds)
+                model.eval()
+                with torch.no_grad():
+                    model(torch.zeros(2, c, h, w))
+        except CnnlabError as e:
+            raise _cell_error(e, where) from None
+        except NotImplementedError:
+            pass  # an op without a meta kernel: the run itself will tell
+        except Exception as e:  # noqa: BLE001 - the forward pass rejects this input size
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{where}: model '{cfg.model.name}' cannot take the data's "
+                             f"{h}x{w}x{c} input: {first}") from None
+        seen_models.add(model_key)
+
+
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
-              threads: int | None = None, force: bool = False, log=print) -> SweepResult:
-    """Run every (cell, rep) not yet done in ``folder`` (failed runs are tried again)."""
+              threads: int | None = None, force: bool = False, log=print,
+              check: bool = True) -> SweepResult:
+    """Run every (cell, rep) not yet done in ``folder`` (failed runs are tried again).
+
+    With ``check`` (default) the whole grid is checked first (:func:`check_sweep`): a bad
+    data spec, model key, input size or device raises before the folder or its store is
+    created and before any run starts.
+    """
     folder = Path(folder)
     t0 = time.perf_counter()
+    if check:
+        check_sweep(spec)
     with sweep_lock(folder):
         store = ResultsStore(folder / STORE_FILENAME)
         try:
@@ -279,7 +362,9 @@ def _log_row(log, row: dict, finished: int, total: int) -> None:
         else f" acc {100 * acc:.1f}%"
     wall = row.get("wall_time")
     wall_s = f" in {wall:.0f}s" if wall else ""
-    err = f" ({row['error'].splitlines()[0][:100]})" if row.get("error") else ""
+    # the whole first line: a message cut mid-word hides what to fix
+    err = f" ({row['error'].strip().splitlines()[0]})" if str(row.get("error") or "").strip() \
+        else ""
     log(f"[{finished}/{total}] {row['cell']} rep {row['rep']}: {row['status']}{acc_s}"
         f"{wall_s}{err}")
     sys.stdout.flush()

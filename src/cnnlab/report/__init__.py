@@ -127,7 +127,7 @@ def _failures(cells: list[CellSummary]) -> list[str]:
     for c in cells:
         for r in c.runs:
             if is_failure(r.get("status")) and r.get("error"):
-                msg = str(r["error"]).strip().splitlines()[-1][:200]
+                msg = str(r["error"]).strip().splitlines()[-1]  # whole: never cut mid-word
                 out.append(f"{c.cell} rep {r.get('rep')} ({r['status']}): {msg}")
     return out
 
@@ -172,7 +172,8 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
         "curves": "Training and validation accuracy per epoch",
         "loss_curves": "Training and validation loss per epoch",
     }
-    figures = {captions[k]: p.name for k, p in paths.items() if k in captions}
+    # embedded (data: URIs): report.html is one file that can be mailed as it is
+    figures = {captions[k]: Path(p) for k, p in paths.items() if k in captions}
     page = render_html(f"Sweep {res.sweep}", header, rows, max(len(res.axes), 1), figures,
                        notes + ([f"Failed or diverged: {f}" for f in failures]),
                        [c.count(STUCK) > 0 for c in cells])

@@ -1,14 +1,18 @@
-"""A one-page HTML report: the summary table and the figures (linked PNGs beside it)."""
+"""A one-page HTML report: the summary table and the figures, embedded in the page as
+``data:image/png;base64,...`` URIs, so that ``report.html`` is one self-contained file that
+can be mailed or moved as it is (the PNGs beside it are the same figures)."""
 
 from __future__ import annotations
 
+import base64
 import html
+import mimetypes
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cnnlab.utils.io import atomic_write_text
 
-__all__ = ["render_html", "write_html"]
+__all__ = ["data_uri", "render_html", "write_html"]
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -25,12 +29,27 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
+def data_uri(path: str | Path) -> str:
+    """The file at ``path`` as a ``data:`` URI (``data:image/png;base64,...``)."""
+    mime = mimetypes.guess_type(str(path))[0] or "application/octet-stream"
+    return f"data:{mime};base64,{base64.b64encode(Path(path).read_bytes()).decode('ascii')}"
+
+
 def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
-                n_axes: int, figures: Mapping[str, str], notes: Sequence[str] = (),
+                n_axes: int, figures: Mapping[str, str | Path], notes: Sequence[str] = (),
                 stuck_rows: Sequence[bool] = ()) -> str:
-    """The page as a string. ``figures`` maps a caption to an image path relative to the
-    page; ``stuck_rows`` flags table rows to tint (cells with stuck runs)."""
+    """The page as a string. ``figures`` maps a caption to an image: a :class:`~pathlib.Path`
+    is read and embedded (a ``data:`` URI; its file name kept in ``data-file``), a string is
+    used as the ``src`` as it is; ``stuck_rows`` flags table rows to tint (cells with stuck
+    runs)."""
     e = html.escape
+
+    def img(cap: str, src: str | Path) -> str:
+        if isinstance(src, Path):
+            return (f'<img src="{data_uri(src)}" alt="{e(cap)}" '
+                    f'data-file="{e(src.name)}">')
+        return f'<img src="{e(src)}" alt="{e(cap)}">'
+
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = []
     for k, row in enumerate(rows):
@@ -39,7 +58,7 @@ def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
                       for i, v in enumerate(row))
         body.append(f"<tr{cls}>{tds}</tr>")
     figs = "".join(
-        f'<figure><img src="{e(src)}" alt="{e(cap)}"><figcaption>{e(cap)}</figcaption></figure>'
+        f'<figure>{img(cap, src)}<figcaption>{e(cap)}</figcaption></figure>'
         for cap, src in figures.items())
     note_html = "".join(f'<p class="meta">{e(n)}</p>' for n in notes)
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"

@@ -60,6 +60,29 @@ def _save(fig: Figure, path: Path) -> Path:
     return atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png"))
 
 
+def _has_results(cells: Sequence[CellSummary], m: Metric) -> bool:
+    return any(c.stat(m.column).n for c in cells)
+
+
+def _no_results(cells: Sequence[CellSummary], path: str | Path, sweep: str | None,
+                what: str) -> Path:
+    """A figure that says there is nothing to draw (every run failed) instead of empty axes."""
+    n = sum(c.n_runs for c in cells)
+    counts = {s: sum(c.count(s) for c in cells) for s in ("failed", "diverged", STUCK)}
+    how = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    with rc_context(STYLE):
+        fig = Figure(figsize=(6.5, 2.6), layout="constrained")
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.text(0.5, 0.55, "no results", transform=ax.transAxes, ha="center", va="center",
+                fontsize=16, color="0.3")
+        ax.text(0.5, 0.25, f"none of the {n} run{'s' if n != 1 else ''} recorded {what}"
+                + (f" ({how})" if how else ""), transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
+        ax.set_title(_title(sweep, what))
+        return _save(fig, Path(path))
+
+
 def _scale(metric: Metric) -> float:
     return 100.0 if metric.is_acc else 1.0
 
@@ -182,6 +205,8 @@ def plot_heatmap(cells: Sequence[CellSummary], axes: Sequence[str], path: str | 
     m = resolve_metric(metric)
     if len(axes) < 2:
         raise ValueError(f"a heatmap needs two axes, got {list(axes)}")
+    if not _has_results(cells, m):
+        return _no_results(cells, path, sweep, m.label)
     x_axis, y_axis, extra = axes[0], axes[1], list(axes[2:])
     panels: list[tuple[str, list[CellSummary]]] = []
     combos = list(itertools.product(*(axis_values(cells, a) for a in extra)))
@@ -270,6 +295,8 @@ def plot_line(cells: Sequence[CellSummary], axis: str | None, path: str | Path,
     """Mean ``metric`` ± std against the one grid axis, with each run as a dot (red x when
     stuck) and chance as a dashed line. ``axis=None`` puts one point per cell."""
     m = resolve_metric(metric)
+    if not _has_results(cells, m):
+        return _no_results(cells, path, sweep, m.label)
     scale = _scale(m)
     if axis is None:
         values = [c.cell for c in cells]
@@ -354,6 +381,8 @@ def plot_metric_vs_params(cells: Sequence[CellSummary], axes: Sequence[str], pat
     axis, one colour per combination of the other axes; each point is labelled with its value
     of the first axis; hollow markers have runs stuck at chance."""
     m = resolve_metric(metric)
+    if not _has_results(cells, m):
+        return _no_results(cells, path, sweep, m.label)
     scale = _scale(m)
     short = short_axis_names(axes)
     lead, rest = (axes[0], list(axes[1:])) if axes else (None, [])
@@ -441,6 +470,9 @@ def plot_curves(cells: Sequence[CellSummary], axes: Sequence[str],
     out as the grid (first axis across, second down); otherwise they wrap, five per row."""
     if kind not in ("acc", "loss"):
         raise ValueError(f"kind must be 'acc' or 'loss', got {kind!r}")
+    if not any(curves.get((c.cell, int(r["rep"]))) for c in cells for r in c.runs):
+        return _no_results(cells, path, sweep, "accuracy per epoch" if kind == "acc"
+                           else "loss per epoch")
     scale = 100.0 if kind == "acc" else 1.0
     n = len(cells)
     if len(axes) == 2:
