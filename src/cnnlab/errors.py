@@ -40,3 +40,11 @@ def did_you_mean(word: str, choices, n: int = 1, cutoff: float = 0.6) -> str:
     if n == 1:
         return f" (did you mean '{close[0]}'?)"
     return f"; did you mean {', '.join(close)}?"
+
+
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for the user's eyes: a warning the library raises (skipped
+    files, ...) as one ``cnnlab: warning: ...`` line, without Python's source lines."""
+    import sys
+
+    print(f"cnnlab: warning: {message}", file=sys.stderr if file is None else file)

@@ -12,7 +12,7 @@ import sys
 import warnings
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, one_line_warning
 
 COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub", "config",
                    "eval")
@@ -46,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # the command as typed, for "resume with: ..." messages
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
     shown_before = warnings.showwarning
-    warnings.showwarning = _one_line_warning
+    warnings.showwarning = one_line_warning
     try:
         return int(args.func(args) or 0)
     except CnnlabError as e:
@@ -66,12 +67,6 @@ def main(argv: list[str] | None = None) -> int:
         return 141
     finally:
         warnings.showwarning = shown_before
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning the library raises for the user (skipped files, ...) as one line, without
-    Python's source-location lines."""
-    print(f"cnnlab: warning: {message}", file=sys.stderr if file is None else file)
 
 
 if __name__ == "__main__":

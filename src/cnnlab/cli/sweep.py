@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 
 from cnnlab.cli.options import add_train_options, option_overrides
 
@@ -38,10 +40,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("name a preset or a sweep .toml file (see `cnnlab sweep --list`)")
     # --seed is the sweep's base seed (each run's seed derives from it), not train.seed
     overrides = option_overrides(args, skip=("data", "seed"))
-    result = sweep(args.spec, args.out, data=args.data, overrides=overrides, reps=args.reps,
-                   seed=args.seed, workers=args.workers, threads=args.threads,
-                   force=args.force, report=not args.no_report,
-                   log=(lambda *a: None) if args.quiet else print)
+    try:
+        result = sweep(args.spec, args.out, data=args.data, overrides=overrides,
+                       reps=args.reps, seed=args.seed, workers=args.workers,
+                       threads=args.threads, force=args.force, report=not args.no_report,
+                       log=(lambda *a: None) if args.quiet else print)
+    except KeyboardInterrupt:
+        again = shlex.join(["cnnlab", *(a for a in args.argv if a != "--force")])
+        print(f"cnnlab: interrupted; finished runs are kept; resume with: {again}",
+              file=sys.stderr)
+        return 130
     if result.table:
         print()
         print(result.table)

@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cnnlab.config import RunConfig
-from cnnlab.errors import CnnlabError, ModelError
+from cnnlab.errors import CnnlabError, ModelError, one_line_warning
 from cnnlab.experiments.spec import Cell, SweepSpec
 from cnnlab.experiments.store import STORE_FILENAME, ResultsStore
 from cnnlab.status import FAILED, is_failure, stored_status
@@ -96,6 +97,7 @@ def _die_with_parent() -> None:
 
 def _init_worker(threads: int) -> None:
     _die_with_parent()
+    warnings.showwarning = one_line_warning  # a run's warnings read like the driver's
     import torch
 
     torch.set_num_threads(threads)
