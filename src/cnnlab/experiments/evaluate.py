@@ -11,6 +11,7 @@ The figure (``confusion.png``) is drawn by :func:`cnnlab.report.confusion.plot_c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from cnnlab.data.dataset import ImageSet
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import DataError
 from cnnlab.models.hub import load_run_model
-from cnnlab.train.hardware import resolve_device
+from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 from cnnlab.train.run import prepare_data, saved_config
 from cnnlab.utils.io import atomic_write_json
 
@@ -82,13 +83,21 @@ def evaluate_run(run_dir: str | Path, which: str = "best", data: str | None = No
     norm = {}
     if cfg.data.normalize and run_ds.get("mean") is not None:
         norm = {"mean": run_ds["mean"], "std": run_ds["std"]}
+    # the run's own precision and memory format on this device, so that top-1 matches the
+    # run's test_acc (bf16 rounds differently in each layout)
+    channels_last = resolve_channels_last(cfg.train.channels_last, dev)
     loader = DeviceLoader(images, batch_size or cfg.data.eval_batch_size, shuffle=False,
-                          drop_last=False, device=dev, **norm)
+                          drop_last=False, device=dev, channels_last=channels_last, **norm)
     model = model.to(dev).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    amp = resolve_precision(cfg.train.precision, dev)
+    autocast = (torch.autocast(dev.type, dtype=amp) if amp is not None
+                else contextlib.nullcontext())
     k = min(5, num_classes)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     topk_hits = 0
-    with torch.no_grad():
+    with torch.no_grad(), autocast:
         for x, y in loader:
             logits = model(x).float()  # (B, num_classes)
             top = logits.topk(k, dim=1).indices  # (B, k)
