@@ -35,6 +35,10 @@ class DataConfig:
     resize: int = 0  # square side to resize to, for folders of mixed sizes (0 = keep)
     skip_bad: bool = False  # folder sources: skip unreadable image files with a warning
     limit: int = 0  # keep the first N training images, for quick runs (0 = all)
+    train_size: int = 0  # seeded, class-stratified subset of N training images (0 = all)
+    label_noise: float = 0.0  # share of training labels set to a random other class (0..1)
+    pixels: str = "keep"  # keep; shuffled (one fixed permutation, all splits); random; gaussian
+    treatment_seed: int = 0  # seed of train_size, label_noise and pixels (splits use split_seed)
 
 
 @dataclass(frozen=True)
@@ -251,6 +255,7 @@ CHOICES = {
     "optim.schedule": (
         "constant", "step", "cosine", "onecycle", "warmup-linear", "warmup-cosine",
     ),
+    "data.pixels": ("keep", "shuffled", "random", "gaussian"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "true", "false"),
     "train.tta": ("none", "flip", "flip-translate"),
@@ -333,6 +338,10 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"data.batch_size must be >= 1, got {cfg.data.batch_size}")
     if cfg.data.eval_batch_size < 1:
         raise ConfigError(f"data.eval_batch_size must be >= 1, got {cfg.data.eval_batch_size}")
+    if cfg.data.train_size < 0:
+        raise ConfigError(f"data.train_size must be >= 0 (0 = all), got {cfg.data.train_size}")
+    if not 0 <= cfg.data.label_noise <= 1:
+        raise ConfigError(f"data.label_noise must be in [0, 1], got {cfg.data.label_noise}")
     if not cfg.optim.lr > 0:
         raise ConfigError(f"optim.lr must be > 0, got {cfg.optim.lr}")
     if cfg.train.epochs < 1:

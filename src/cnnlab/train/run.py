@@ -26,6 +26,7 @@ from cnnlab.config import RESUME_SAFE_KEYS, RunConfig, apply_overrides, config_d
 from cnnlab.data.augment import build_pipeline
 from cnnlab.data.dataset import Dataset, ImageSet
 from cnnlab.data.loader import DeviceLoader
+from cnnlab.data.treatments import apply_treatments
 from cnnlab.errors import TrainingError
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last, resolve_device
@@ -37,10 +38,12 @@ _DATA_CACHE: dict[tuple, Dataset] = {}
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
-    """Load ``cfg.data.spec`` with its test/validation carving (cached per process)."""
+    """Load ``cfg.data.spec`` with its test/validation carving, then ``data.limit``, then the
+    treatments of :mod:`cnnlab.data.treatments` (``data.train_size``, ``data.label_noise``,
+    ``data.pixels``) on the training split (cached per process)."""
     d = cfg.data
     key = (d.spec, d.root, d.val_fraction, d.test_fraction, d.split_seed, d.resize, d.skip_bad,
-           d.limit)
+           d.limit, d.train_size, d.label_noise, d.pixels, d.treatment_seed)
     if key not in _DATA_CACHE:
         from cnnlab.data import load_dataset
 
@@ -49,6 +52,7 @@ def prepare_data(cfg: RunConfig) -> Dataset:
                           resize=d.resize, skip_bad=d.skip_bad)
         if d.limit and d.limit < len(ds.train):
             ds.train = ds.train.subset(torch.arange(d.limit))
+        ds, _ = apply_treatments(ds, d)
         _DATA_CACHE.clear()  # keep one dataset in memory at a time
         _DATA_CACHE[key] = ds
     return _DATA_CACHE[key]
@@ -90,6 +94,8 @@ def _as_dataset(data, cfg: RunConfig) -> tuple[Dataset, RunConfig]:
             data = with_splits(data, cfg.data.val_fraction,
                                cfg.data.test_fraction if data.test is None else 0.0,
                                cfg.data.split_seed)
+        if "treatments" not in data.info:  # prepare_data's datasets are treated already
+            data = apply_treatments(data, cfg.data)[0]
         return data, cfg
     if data is None:
         return prepare_data(cfg), cfg
@@ -112,7 +118,9 @@ def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model
         "config": cfg.to_dict(),
         "dataset": {"name": ds.name, "spec": cfg.data.spec, "classes": ds.classes,
                     "num_classes": ds.num_classes, "image_shape": [h, w, c],
-                    "sizes": {k: len(v) for k, v in ds.splits().items()}, **stats},
+                    "sizes": {k: len(v) for k, v in ds.splits().items()}, **stats,
+                    **({"treatments": ds.info["treatments"]} if "treatments" in ds.info
+                       else {})},
         "model": {"name": getattr(model, "model_name", type(model).__name__),
                   "args": getattr(model, "model_args", {})},
         "seed": cfg.train.seed,
