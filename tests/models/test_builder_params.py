@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from cnnlab import ModelError, create_model, list_models
-from cnnlab.models.registry import VariantBuilder, builder_params, get_entry
+from cnnlab.models.registry import GENERIC_PARAMS, VariantBuilder, builder_params, get_entry
 
 NAMES = list_models()
 
 
 def _defaults(name: str) -> dict:
     sig = inspect.signature(get_entry(name).builder)
-    return {k: sig.parameters[k].default for k in builder_params(name)}
+    own = {k: p.default for k, p in sig.parameters.items() if k in builder_params(name)}
+    return {**own, **GENERIC_PARAMS}
 
 
 def test_the_variants_are_table_rows():
@@ -26,13 +27,19 @@ def test_the_variants_are_table_rows():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_advertised_keys_are_the_family_builders_minus_the_row(name):
+    """The builder's own keys (a row's: the family builder's minus the row's), then the
+    generic keys every model takes (init_scale)."""
     builder = get_entry(name).builder
     advertised = builder_params(name)
     assert len(set(advertised)) == len(advertised)
     assert {"num_classes", "in_chans"} <= set(advertised)
+    generic = list(GENERIC_PARAMS)
+    assert advertised[-len(generic):] == generic
+    own = set(advertised) - set(generic)
+    assert own == set(inspect.signature(builder).parameters) - set(generic)
     if isinstance(builder, VariantBuilder):
         family = set(inspect.signature(builder.family_builder).parameters)
-        assert set(advertised) == family - set(builder.fixed)
+        assert own == family - set(builder.fixed)
         assert "variant" in builder.fixed and not set(builder.fixed) & set(advertised)
 
 

@@ -16,7 +16,8 @@ EXPECTED = [
     "preact_resnet18", "wide_resnet28_10", "resnext50_32x4d", "mobilenet_v1", "mobilenet_v2",
     "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
     "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-    "convnext_tiny", "convnext_small", "convnext_cifar", "resnet26",
+    "convnext_tiny", "convnext_small", "convnext_cifar", "resnet26", "mlp", "mlp1x512",
+    "mlp3x512",
 ]
 # 5+ GFLOPs even at 32x32: run them at 16x16 (still the small-image stem) to keep this fast
 HEAVY = {"resnet101", "resnet152", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet28_10",

@@ -69,6 +69,11 @@ CIFAR_10 = {
     ("resnet20", (("shortcut", "B"),)): 272_474,
     ("wide_resnet28_10", ()): 36_479_194,
     ("lenet5", (("in_chans", 1),)): 61_706,
+    ("mlp", ()): 1_841_162,  # 3072 -> 512 -> 512 -> 10
+    ("mlp1x512", ()): 1_578_506,
+    ("mlp3x512", ()): 2_103_818,
+    ("mlp1x512", (("input_size", 28),)): 1_209_866,  # Zhang et al. 2017 (28x28 crops)
+    ("mlp3x512", (("input_size", 28),)): 1_735_178,
     ("googlenet", (("num_classes", 1000), ("c5_kernel", 5))): 7_005_832,
     ("googlenet", (("num_classes", 1000), ("aux_logits", True))): 13_004_888,
 }

@@ -18,7 +18,13 @@ import torch
 import cnnlab
 from cnnlab.cli.options import add_quiet_option
 from cnnlab.errors import CnnlabError, ModelError
-from cnnlab.models.registry import get_entry, list_models, model_info, suggest_models
+from cnnlab.models.registry import (
+    GENERIC_PARAMS,
+    get_entry,
+    list_models,
+    model_info,
+    suggest_models,
+)
 from cnnlab.utils.progress import progress_enabled
 from cnnlab.utils.table import text_table
 
@@ -152,8 +158,9 @@ def models_table(rows: list[dict], size: int) -> str:
 def _details(name: str) -> str:
     entry = get_entry(name)
     sig = inspect.signature(entry.builder)
-    args = ", ".join(f"{k}={v.default!r}" for k, v in sig.parameters.items()
-                     if v.default is not inspect.Parameter.empty)
+    own = {k: v.default for k, v in sig.parameters.items()
+           if v.default is not inspect.Parameter.empty}
+    args = ", ".join(f"{k}={v!r}" for k, v in {**own, **GENERIC_PARAMS}.items())
     doc = (inspect.getdoc(entry.builder) or "").split("\n\n")[0].replace("\n", " ")
     return "\n".join(line for line in (
         f"\n{name}: {doc}" if doc else f"\n{name}",

@@ -177,37 +177,88 @@ def get_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
+# Keywords every registered model takes on top of its builder's own, with their defaults:
+# ``create_model`` handles them after the builder returns (see :func:`scale_init`).
+GENERIC_PARAMS: dict[str, Any] = {"init_scale": 1.0}
+
+
 def builder_params(name: str) -> list[str]:
-    """Keyword arguments a registered builder accepts (for a table row: the family
-    builder's minus those the row fixes)."""
+    """Keyword arguments a registered model accepts: its builder's (for a table row: the
+    family builder's minus those the row fixes), then the generic ones of every model
+    (:data:`GENERIC_PARAMS`)."""
     sig = inspect.signature(get_entry(name).builder)
-    return [p for p in sig.parameters if sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
+    own = [p for p in sig.parameters if sig.parameters[p].kind != inspect.Parameter.VAR_KEYWORD]
+    return own + [k for k in GENERIC_PARAMS if k not in own]
+
+
+def _check_init_scale(init_scale: Any, name: str) -> None:
+    ok = (isinstance(init_scale, int | float) and not isinstance(init_scale, bool)
+          and 0 < init_scale < float("inf"))
+    if not ok:
+        raise ModelError(f"{name}: init_scale must be a finite number > 0, got {init_scale!r}")
+
+
+def scale_init(model: nn.Module, init_scale: float, name: str = "model") -> nn.Module:
+    """Multiply the initial weights by ``init_scale`` in place (Liu et al.'s "Omnigrok"
+    alpha, the weight-norm knob of grokking experiments).
+
+    Scaled: every parameter with two or more dimensions (the weights of convolutions and
+    linear layers) outside normalization layers. Left alone: biases, norm layers' affine
+    parameters and other 1-D parameters (e.g. ConvNeXt's layer scale). Note that a
+    weight-standardized convolution ("ws") normalizes its weight, so scaling it is a no-op
+    there. ``init_scale == 1.0`` leaves the model untouched (bitwise).
+    """
+    _check_init_scale(init_scale, name)
+    if init_scale == 1.0:
+        return model
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, _NORM_TYPES):
+                continue
+            for p in module.parameters(recurse=False):
+                if p.dim() > 1:
+                    p.mul_(init_scale)
+    return model
 
 
 def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
     """Build a registered model: ``create_model("vgg", num_classes=10, blocks=3)``.
 
     ``timm:NAME`` and ``torchvision:NAME`` wrap those libraries' models when installed.
+
+    Every model also takes the generic keywords of :data:`GENERIC_PARAMS`:
+    ``init_scale`` (default 1.0, a no-op) multiplies the initial conv/linear weights right
+    after construction (:func:`scale_init`).
     """
+    init_scale = kwargs.get("init_scale", GENERIC_PARAMS["init_scale"])
+    _check_init_scale(init_scale, f"model '{name}'")  # before building anything
     if ":" in name:
         from cnnlab.models.external import create_external
 
-        return create_external(name, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        ext_kwargs = {k: v for k, v in kwargs.items() if k != "init_scale"}
+        model = create_external(name, num_classes=num_classes, in_chans=in_chans, **ext_kwargs)
+        if "init_scale" in kwargs:
+            scale_init(model, init_scale, f"model '{name}'")
+            model.model_args = {**getattr(model, "model_args", {}), "init_scale": init_scale}
+        return model
     entry = get_entry(name)
     sig = inspect.signature(entry.builder)
+    own = {k: v for k, v in kwargs.items() if k not in GENERIC_PARAMS}
     accepts_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
     if not accepts_any:
-        for key in kwargs:
+        for key in own:
             if key not in sig.parameters:
-                allowed = [p for p in sig.parameters if p not in ("num_classes", "in_chans")]
+                allowed = [p for p in builder_params(name)
+                           if p not in ("num_classes", "in_chans")]
                 raise ModelError(
                     f"model '{name}' has no argument '{key}'{did_you_mean(key, allowed)}; "
                     f"it takes: {', '.join(allowed) or 'no arguments'}"
                 )
     try:
-        model = entry.builder(num_classes=num_classes, in_chans=in_chans, **kwargs)
+        model = entry.builder(num_classes=num_classes, in_chans=in_chans, **own)
     except TypeError as e:
         raise ModelError(f"model '{name}': {e}") from None
+    scale_init(model, init_scale, f"model '{name}'")
     model.model_name = name  # lets hub/export record what built it
     model.model_args = dict(kwargs)
     model.model_num_classes = num_classes
