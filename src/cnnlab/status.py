@@ -134,11 +134,10 @@ def stored_status(trainer_status: str, final_acc: float | None,
     >>> stored_status("stopped", 0.9, 10), stored_status("ok", 0.1, 10)
     ('ok', 'stuck')
     """
-    status = {OK: OK, STOPPED: OK, STUCK: STUCK, DIVERGED: DIVERGED}.get(trainer_status, FAILED)
-    if status == OK and final_acc is not None and num_classes and is_stuck(final_acc,
-                                                                           num_classes):
-        return STUCK
-    return status
+    if trainer_status not in (*TRAINER_STATUSES, STUCK):
+        return FAILED
+    status = run_status(trainer_status, final_acc, num_classes)
+    return OK if status == STOPPED else status
 
 
 __all__ = [

@@ -208,8 +208,8 @@ def check_sweep(spec: SweepSpec) -> None:
     meta device: no memory, no time) and take the data's input size.
 
     Raises the first problem as one :class:`~cnnlab.errors.CnnlabError` naming the cell.
-    The data is loaded once per distinct data config (the process cache keeps it for the
-    runs).
+    Cells are checked grouped by their data config, so each distinct dataset is loaded
+    once and only one is held in memory at a time.
     """
     import torch
 
@@ -220,12 +220,12 @@ def check_sweep(spec: SweepSpec) -> None:
 
     cells = spec.cells()
     many = len(cells) > 1
-    seen_devices: set[str] = set()
-    seen_data: dict[str, object] = {}
-    seen_models: set[str] = set()
+    sweep_where = f"sweep '{spec.name}'"
     data_axes = [a for a in spec.axes if a.startswith("data.") or a == "variant"]
+    by_data: dict[str, list] = {}  # repr(cfg.data) -> [(where, cfg), ...]
+    seen_devices: set[str] = set()
     for cell in cells:
-        where = f"sweep '{spec.name}', cell {cell.key}" if many else f"sweep '{spec.name}'"
+        where = f"{sweep_where}, cell {cell.key}" if many else sweep_where
         try:
             cfg = spec.run_config(cell, 0)  # a bad value in the middle of an axis
         except CnnlabError as e:
@@ -235,37 +235,36 @@ def check_sweep(spec: SweepSpec) -> None:
                 resolve_device(cfg.train.device)
             except CnnlabError as e:
                 raise _cell_error(e, where if "train.device" in spec.axes
-                                  else f"sweep '{spec.name}'") from None
+                                  else sweep_where) from None
             seen_devices.add(cfg.train.device)
-        data_key = repr(cfg.data)
-        if data_key not in seen_data:
-            try:
-                ds = prepare_data(cfg)
-                h, _, _ = ds.train.shape
-                build_pipeline(cfg.data.augment, ds.num_classes, image_size=h)
-            except CnnlabError as e:
-                raise _cell_error(e, where if data_axes else f"sweep '{spec.name}'") from None
-            seen_data[data_key] = ds
-        ds = seen_data[data_key]
-        h, w, c = ds.train.shape
-        model_key = repr((cfg.model, ds.train.shape, ds.num_classes))
-        if model_key in seen_models:
-            continue
+        by_data.setdefault(repr(cfg.data), []).append((where, cfg))
+    for group in by_data.values():
+        where, cfg = group[0]
         try:
-            with torch.device("meta"):
-                model = build_model(cfg, ds)
-                model.eval()
-                with torch.no_grad():
-                    model(torch.zeros(2, c, h, w))
+            ds = prepare_data(cfg)
+            build_pipeline(cfg.data.augment, ds.num_classes, image_size=ds.train.shape[0])
         except CnnlabError as e:
-            raise _cell_error(e, where) from None
-        except NotImplementedError:
-            pass  # an op without a meta kernel: the run itself will tell
-        except Exception as e:  # noqa: BLE001 - the forward pass rejects this input size
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{where}: model '{cfg.model.name}' cannot take the data's "
-                             f"{h}x{w}x{c} input: {first}") from None
-        seen_models.add(model_key)
+            raise _cell_error(e, where if data_axes else sweep_where) from None
+        h, w, c = ds.train.shape
+        seen_models: set[str] = set()
+        for where, cfg in group:
+            if repr(cfg.model) in seen_models:
+                continue
+            try:
+                with torch.device("meta"):
+                    model = build_model(cfg, ds)
+                    model.eval()
+                    with torch.no_grad():
+                        model(torch.zeros(2, c, h, w))
+            except CnnlabError as e:
+                raise _cell_error(e, where) from None
+            except NotImplementedError:
+                pass  # an op without a meta kernel: the run itself will tell
+            except Exception as e:  # noqa: BLE001 - the forward pass rejects this input size
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise ModelError(f"{where}: model '{cfg.model.name}' cannot take the data's "
+                                 f"{h}x{w}x{c} input: {first}") from None
+            seen_models.add(repr(cfg.model))
 
 
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
