@@ -143,12 +143,9 @@ class _MixOp(Op):
         return soft_targets(y, self.num_classes)
 
 
-@register_op
-class MixUp(_MixOp):
-    """MixUp with ``lam ~ Beta(alpha, alpha)`` per sample; a sample is mixed with
-    probability ``p`` (else lam = 1).  Returns soft targets (B, K)."""
+class _BetaMixOp(_MixOp):
+    """A mix with one ``alpha``: lam ~ Beta(alpha, alpha) per sample (MixUp, CutMix)."""
 
-    name = "mixup"
     params = ("alpha", "p")
     magnitude_param = "alpha"
 
@@ -156,6 +153,13 @@ class MixUp(_MixOp):
         super().__init__(p, num_classes)
         self.alpha = self._alpha("alpha", alpha)
 
+
+@register_op
+class MixUp(_BetaMixOp):
+    """MixUp with ``lam ~ Beta(alpha, alpha)`` per sample; a sample is mixed with
+    probability ``p`` (else lam = 1).  Returns soft targets (B, K)."""
+
+    name = "mixup"
     def sample(self, shape, generator, device):
         mask = apply_mask(shape[0], self.p, generator, device)
         lam = self._lam(self.alpha, shape, generator, device, mask)
@@ -167,18 +171,11 @@ class MixUp(_MixOp):
 
 
 @register_op
-class CutMix(_MixOp):
+class CutMix(_BetaMixOp):
     """CutMix with box area ``(1 - lam) H W``, ``lam ~ Beta(alpha, alpha)`` per sample; the
     label weight is the true pasted fraction after clipping.  Returns soft targets."""
 
     name = "cutmix"
-    params = ("alpha", "p")
-    magnitude_param = "alpha"
-
-    def __init__(self, alpha: float = 1.0, p: float = 1.0, num_classes: int | None = None):
-        super().__init__(p, num_classes)
-        self.alpha = self._alpha("alpha", alpha)
-
     def sample(self, shape, generator, device):
         b, _, h, w = shape
         mask = apply_mask(b, self.p, generator, device)
