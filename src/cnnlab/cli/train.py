@@ -50,8 +50,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("name a model (e.g. `cnnlab train vgg --data digits`) or a --config")
         cfg = load_config(args.config, overrides)
         out = Path(args.out) if args.out else default_run_dir(cfg.model.name, cfg.data.spec)
-        if (out / "checkpoints" / "last.pt").exists():
-            raise ConfigError(f"{out} already holds a run; use --resume {out} or another --out")
+        # a folder that already holds a run is refused by fit, under the folder's lock
     log = (lambda *a: None) if cfg.train.quiet else print
     log(f"run folder: {out}")
     try:
