@@ -18,13 +18,13 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.config import apply_overrides
+from cnnlab.config import apply_overrides, from_dict
 from cnnlab.data.dataset import ImageSet
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.errors import DataError
 from cnnlab.models.hub import load_run_model
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
-from cnnlab.train.run import prepare_data, saved_config
+from cnnlab.train.run import prepare_data
 from cnnlab.utils.io import atomic_write_json
 
 SPLITS = ("test", "val", "train", "all")
@@ -55,7 +55,7 @@ def evaluate_run(run_dir: str | Path, which: str = "best", data: str | None = No
     model = load_run_model(run_dir, which)
     info = model.run_info["config"]
     run_ds = info["dataset"]
-    cfg = saved_config(run_dir)
+    cfg = from_dict(info["config"])  # the run's resolved config (config.json, read once)
     changes = list(overrides or []) + ([f"data.spec={json.dumps(data)}"] if data else [])
     if changes:
         cfg = apply_overrides(cfg, changes)
