@@ -29,7 +29,7 @@ def sweep(spec_or_path: str | Path | SweepSpec | dict, out: str | Path | None = 
     result = run_sweep(spec, folder, workers=workers, threads=threads, force=force, log=log)
     if report and result.runs:
         rep = generate_report(folder, spec.name)
-        result.report, result.table = rep.paths, rep.table
+        result.report, result.table, result.verdict = rep.paths, rep.table, rep.verdict
     return result
 
 

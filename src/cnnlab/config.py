@@ -36,7 +36,8 @@ class DataConfig:
     skip_bad: bool = False  # folder sources: skip unreadable image files with a warning
     limit: int = 0  # keep the first N training images, for quick runs (0 = all)
     train_size: int = 0  # seeded, class-stratified subset of N training images (0 = all)
-    label_noise: float = 0.0  # share of training labels set to a random other class (0..1)
+    label_noise: float = 0.0  # share of training labels replaced by a random class (0..1)
+    label_noise_to: str = "other"  # other: never the true class; any: all K (1.0 = random labels)
     pixels: str = "keep"  # keep; shuffled (one fixed permutation, all splits); random; gaussian
     treatment_seed: int = 0  # seed of train_size, label_noise and pixels (splits use split_seed)
 
@@ -62,6 +63,7 @@ class OptimConfig:
     step_epochs: float = 30.0  # period of the step schedule
     gamma: float = 0.1  # factor of the step schedule
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
+    loss: str = "cross-entropy"  # training loss: cross-entropy, or mse (squared error to one-hot)
     label_smoothing: float = 0.0  # label smoothing of the cross-entropy, in [0, 1)
     grad_clip: float = 0.0  # max global gradient norm (0 = off)
     l1: float = 0.0  # weight of the L1 penalty added to the loss (cnnlab.train.regularizers)
@@ -85,6 +87,8 @@ class TrainConfig:
     patience: int = 5  # epochs without improvement before early stopping
     min_delta: float = 0.0  # smallest change that counts as an improvement
     restore_best: bool = True  # end with the weights of the best epoch
+    target_train_acc: float = 0.0  # stop once an epoch's training accuracy reaches it (0 = off)
+    test_curve: bool = False  # also evaluate the test split each epoch (for curves; never monitored)
     checkpoint: bool = True  # write checkpoints (last, best) to the run folder
     checkpoint_every: int = 0  # also save every N optimizer steps (0 = only at epoch end)
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
@@ -121,7 +125,7 @@ GROUPS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 RESUME_SAFE_KEYS = {
     "train.epochs", "train.device", "train.quiet", "train.threads", "train.checkpoint_every",
     "data.root", "data.eval_batch_size", "train.early_stopping", "train.patience",
-    "train.tensorboard",
+    "train.tensorboard", "train.test_curve", "train.target_train_acc",
 }
 
 
@@ -252,10 +256,12 @@ def load_config(
 CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
     "optim.decay_mode": ("auto", "coupled", "decoupled"),
+    "optim.loss": ("cross-entropy", "mse"),
     "optim.schedule": (
         "constant", "step", "cosine", "onecycle", "warmup-linear", "warmup-cosine",
     ),
     "data.pixels": ("keep", "shuffled", "random", "gaussian"),
+    "data.label_noise_to": ("other", "any"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "true", "false"),
     "train.tta": ("none", "flip", "flip-translate"),
@@ -351,6 +357,9 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"{key} must be in [0, 1), got {flat[key]}")
     if cfg.optim.weight_decay < 0:
         raise ConfigError(f"optim.weight_decay must be >= 0, got {cfg.optim.weight_decay}")
+    if not 0 <= cfg.train.target_train_acc <= 1:
+        raise ConfigError(f"train.target_train_acc must be in [0, 1] (0 = off), got "
+                          f"{cfg.train.target_train_acc}")
     if not 0 <= cfg.optim.label_smoothing < 1:
         raise ConfigError(
             f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}"

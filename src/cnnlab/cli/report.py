@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep {report.sweep}: {len(report.cells)} cells, "
           f"{sum(c.n_runs for c in report.cells)} runs")
     print(report.table)
+    if report.verdict:
+        print(f"\nverdict: {report.verdict}")
     print()
     for path in report.paths.values():
         print(path)

@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(result.table)
         print()
+        if result.verdict:
+            print(f"verdict: {result.verdict}")
+            print()
         for kind, path in result.report.items():
             print(f"{kind:>14}: {path}")
     print(f"sweep folder: {result.folder} ({result.ran} run(s) now, {result.skipped} skipped, "

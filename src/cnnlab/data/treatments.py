@@ -7,10 +7,11 @@ new ``ImageSet``; the input is never modified. :func:`apply_treatments` applies 
 
 1. ``data.train_size``: a seeded, class-stratified subset of the training split.
 2. ``data.label_noise``: exactly ``round(f * N)`` training labels, chosen at random, each
-   replaced by a uniformly random *other* class. So ``label_noise = 1.0`` changes every
-   label, each to one of the other K - 1 classes. (Zhang et al.'s "random labels" draw
-   among all K classes, which keeps a label with chance 1/K: about ``label_noise =
-   (K - 1) / K`` here, except that here exactly that many change.)
+   replaced by a uniformly random *other* class (``data.label_noise_to = "other"``, the
+   default: so ``label_noise = 1.0`` changes every label, and a network that fits them
+   learns to avoid the true class, scoring below chance), or by a uniformly random class
+   among all K (``"any"``: Zhang et al.'s corruption, where a label stays right with chance
+   1/K and ``label_noise = 1.0`` gives truly random labels, independent of the images).
 3. ``data.pixels``: ``shuffled``, one fixed permutation of the H*W pixel positions
    (channels kept together), applied to every image of every split, the validation and
    test splits too, as the paper does (it is a fixed transform of the input space);
@@ -65,10 +66,11 @@ def stratified_subset(data: ImageSet, size: int, seed: int | torch.Generator = 0
     return data.subset(index)
 
 
-def noisy_labels(data: ImageSet, fraction: float,
-                 seed: int | torch.Generator = 0) -> tuple[ImageSet, int]:
+def noisy_labels(data: ImageSet, fraction: float, seed: int | torch.Generator = 0,
+                 to: str = "other") -> tuple[ImageSet, int]:
     """Replace exactly ``round(fraction * N)`` seeded-random labels by a uniformly random
-    other class. Returns the new set and the number of labels changed."""
+    other class (``to="other"``) or class among all K (``to="any"``, which may draw the
+    true one). Returns the new set and the number of labels that now differ."""
     if not 0 <= fraction <= 1:
         raise ConfigError(f"data.label_noise must be in [0, 1], got {fraction}")
     n, k = len(data), data.num_classes
@@ -80,8 +82,12 @@ def noisy_labels(data: ImageSet, fraction: float,
     g = _generator(seed)
     which = torch.randperm(n, generator=g)[:changed]
     labels = data.labels.clone()
-    shift = torch.randint(1, k, (changed,), generator=g)  # 1..K-1: never the same class
-    labels[which] = (labels[which] + shift) % k
+    if to == "any":
+        labels[which] = torch.randint(0, k, (changed,), generator=g)
+    else:
+        shift = torch.randint(1, k, (changed,), generator=g)  # 1..K-1: never the same class
+        labels[which] = (labels[which] + shift) % k
+    changed = int((labels != data.labels).sum())
     return ImageSet(data.images, labels, data.classes), changed
 
 
@@ -139,7 +145,8 @@ def apply_treatments(ds: Dataset, cfg) -> tuple[Dataset, dict]:
     train, val, test = ds.train, ds.val, ds.test
     if cfg.train_size:
         train = stratified_subset(train, cfg.train_size, _generator(seed, 1))
-    train, changed = noisy_labels(train, cfg.label_noise, _generator(seed, 2))
+    train, changed = noisy_labels(train, cfg.label_noise, _generator(seed, 2),
+                                  cfg.label_noise_to)
     if cfg.pixels == "shuffled":
         perm = pixel_permutation(train.shape, _generator(seed, 3))
         train, val, test = (None if s is None else permute_pixels(s, perm)
@@ -151,6 +158,7 @@ def apply_treatments(ds: Dataset, cfg) -> tuple[Dataset, dict]:
     record = {
         "train_size": len(train),
         "label_noise": cfg.label_noise,
+        "label_noise_to": cfg.label_noise_to,
         "labels_changed": changed,
         "labels_changed_fraction": changed / len(train) if len(train) else 0.0,
         "pixels": cfg.pixels,

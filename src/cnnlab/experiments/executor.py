@@ -29,7 +29,7 @@ from pathlib import Path
 from cnnlab.config import RunConfig
 from cnnlab.errors import CnnlabError, ModelError, one_line_warning
 from cnnlab.experiments.spec import Cell, SweepSpec
-from cnnlab.experiments.store import STORE_FILENAME, ResultsStore
+from cnnlab.experiments.store import CURVE_COLUMNS, STORE_FILENAME, ResultsStore
 from cnnlab.status import FAILED, is_failure, stored_status
 
 
@@ -135,12 +135,10 @@ def run_task(task: Task) -> dict:
         row.update({k: s.get(k) for k in (
             "final_train_acc", "final_train_loss", "final_val_acc", "final_val_loss",
             "test_acc", "test_loss", "best_val_acc", "best_epoch", "params", "wall_time",
-            "images_per_s")})
+            "images_per_s", "steps", "epochs_completed", "steps_to_target")})
         row.update(status=status, error=result.message or None, flops=flops,
                    num_classes=num_classes)
-        curves = [{k: h.get(k) for k in ("epoch", "train_loss", "train_acc", "val_loss",
-                                         "val_acc", "lr", "epoch_time")}
-                  for h in result.history]
+        curves = [{k: h.get(k) for k in CURVE_COLUMNS} for h in result.history]
     except BaseException as e:  # noqa: BLE001 - a crashing cell is a result, not a sweep crash
         if isinstance(e, KeyboardInterrupt):
             raise
@@ -181,6 +179,7 @@ class SweepResult:
     packing: Packing | None = None
     report: dict = field(default_factory=dict)  # written by the caller (cnnlab.sweep)
     table: str = ""
+    verdict: str = ""  # the report's phenomenon verdict, when the spec names an analysis
     wall_time: float = 0.0
 
     @property

@@ -12,6 +12,13 @@
     "model.layers" = [1, 2, 3]
     [variants.dropout]           # optional named override sets, used as grid value
     "model.dropout" = 0.3        #   of the special axis "variant"
+    analysis = "memorization"    # optional: the report's phenomenon figure and verdict
+    [sizes.digits]               # optional: the sweep's form for `--data digits` (the
+    reps = 2                     #   source name before any ':'): reps, grid axes that
+    [sizes.digits.grid]          #   replace the main grid's, and overrides under the
+    "data.train_size" = [100, 400]  # user's; the sweep is then named NAME-digits
+    [sizes.digits.set]
+    "train.epochs" = 40
 
 Presets ship as ``cnnlab/experiments/presets/NAME.toml``.
 """
@@ -55,6 +62,9 @@ class SweepSpec:
     seeds: str = "per-rep"
     description: str = ""
     overrides: list[str] = field(default_factory=list)  # applied on top of every cell
+    analysis: str = ""  # the report's phenomenon analysis (cnnlab.report.phenomena), if any
+    sizes: dict[str, dict] = field(default_factory=dict)  # data source -> its smaller form
+    size: str = ""  # the size applied (then ``sizes`` is empty)
 
     @property
     def axes(self) -> list[str]:
@@ -63,7 +73,8 @@ class SweepSpec:
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "reps": self.reps,
                 "seed": self.seed, "seeds": self.seeds, "base": self.base, "grid": self.grid,
-                "variants": self.variants, "overrides": self.overrides}
+                "variants": self.variants, "overrides": self.overrides,
+                "analysis": self.analysis, "sizes": self.sizes, "size": self.size}
 
     def cells(self) -> list[Cell]:
         out = []
@@ -108,6 +119,15 @@ class SweepSpec:
                 if missing:
                     raise ConfigError(f"sweep '{self.name}': variant(s) {missing} have no "
                                       f"[variants.NAME] table")
+        for source, size in self.sizes.items():
+            unknown = set(size) - _SIZE_KEYS
+            if unknown:
+                raise ConfigError(f"sweep '{self.name}': [sizes.{source}] has unknown key(s) "
+                                  f"{sorted(unknown)}; allowed: {sorted(_SIZE_KEYS)}")
+            extra = set(size.get("grid", {})) - set(self.grid)
+            if extra:
+                raise ConfigError(f"sweep '{self.name}': [sizes.{source}.grid] names axes "
+                                  f"{sorted(extra)} that the grid does not have")
         base = self.base_config()  # raises on a bad base key
         cells = self.cells()
         for cell in (cells[0], cells[-1]):
@@ -126,9 +146,12 @@ def _dotted_keys(table: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_SIZE_KEYS = {"description", "reps", "grid", "set"}
+
+
 def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
     known = {"name", "description", "reps", "seed", "seeds", "base", "grid", "variants",
-             "overrides"}
+             "overrides", "analysis", "sizes", "size"}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(known)}")
@@ -142,6 +165,11 @@ def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
         seed=int(table.get("seed", 0)),
         seeds=table.get("seeds", "per-rep"),
         overrides=list(table.get("overrides", [])),
+        analysis=str(table.get("analysis", "")),
+        sizes={k: {**v, "grid": _dotted_keys(v.get("grid", {})),
+                   "set": _dotted_keys(v.get("set", {}))}
+               for k, v in table.get("sizes", {}).items()},
+        size=str(table.get("size", "")),
     )
     spec.validate()
     return spec
@@ -186,10 +214,33 @@ def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | Non
     else:
         spec = load_spec(spec_or_path)
     extra = list(overrides or [])
+    table = spec.to_dict()
     if data:
-        extra.insert(0, f"data.spec={data!r}")
-    if extra or reps or seed is not None:
-        spec = spec_from_dict({**spec.to_dict(), "overrides": spec.overrides + extra,
-                               "reps": reps or spec.reps,
+        size_name = data.split(":", 1)[0]
+        if size_name in spec.sizes:
+            table = _with_size(table, size_name)
+        extra[:0] = [f"data.spec={data!r}"] + [f"{k}={_toml_value(v)}" for k, v in
+                                               table.pop("size_set", {}).items()]
+    if extra or reps or seed is not None or table["size"] != spec.size:
+        spec = spec_from_dict({**table, "overrides": table["overrides"] + extra,
+                               "reps": reps or table["reps"],
                                "seed": spec.seed if seed is None else seed})
     return spec
+
+
+def _with_size(table: dict, size_name: str) -> dict:
+    """The sweep table with ``[sizes.NAME]`` applied; its ``set`` overrides are returned
+    under ``size_set`` for the caller to place under the user's."""
+    size = table["sizes"][size_name]
+    return {**table, "name": f"{table['name']}-{size_name}", "size": size_name, "sizes": {},
+            "description": size.get("description", table["description"]),
+            "reps": size.get("reps", table["reps"]),
+            "grid": {**table["grid"], **size.get("grid", {})},
+            "size_set": size.get("set", {})}
+
+
+def _toml_value(value: Any) -> str:
+    """``value`` as the right-hand side of a ``key=value`` override (parsed as TOML)."""
+    import json
+
+    return json.dumps(value)  # numbers, booleans, strings and lists read back as TOML

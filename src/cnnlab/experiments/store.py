@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 STORE_FILENAME = "results.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: curves gained step, test_loss, test_acc (added to older stores)
 
 # name -> SQL type; the order is the column order of the runs table after its key.
 RUN_COLUMNS: dict[str, str] = {
@@ -70,6 +70,9 @@ CURVE_COLUMNS: dict[str, str] = {
     "val_acc": "REAL",
     "lr": "REAL",
     "epoch_time": "REAL",  # s
+    "step": "INTEGER",  # optimizer steps at the epoch's end
+    "test_loss": "REAL",  # only with train.test_curve
+    "test_acc": "REAL",
 }
 
 _KEY = ("sweep", "cell", "rep")
@@ -166,6 +169,8 @@ class ResultsStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            for name in set(CURVE_COLUMNS) - self._curve_columns():  # an older store
+                self._conn.execute(f"ALTER TABLE curves ADD COLUMN {name} {CURVE_COLUMNS[name]}")
             self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             self._conn.execute("COMMIT")
         except BaseException:
@@ -180,6 +185,14 @@ class ResultsStore:
         if missing:
             raise StoreError(f"{self.path} is not a cnnlab results store "
                              f"(no table {', '.join(sorted(missing))})")
+
+    def _curve_columns(self) -> set[str]:
+        return {r[1] for r in self._conn.execute("PRAGMA table_info(curves)")}
+
+    def _curve_select(self) -> str:
+        """The curve columns, as NULL where a read-only older store lacks them."""
+        have = self._curve_columns()
+        return ", ".join(c if c in have else f"NULL AS {c}" for c in CURVE_COLUMNS)
 
     @property
     def journal_mode(self) -> str:
@@ -342,7 +355,7 @@ class ResultsStore:
     def curves(self, sweep: str, cell: str, rep: int) -> list[dict]:
         """One run's per-epoch rows, by epoch."""
         rows = self._conn.execute(
-            f"SELECT {', '.join(CURVE_COLUMNS)} FROM curves "
+            f"SELECT {self._curve_select()} FROM curves "
             "WHERE sweep = ? AND cell = ? AND rep = ? ORDER BY epoch", (sweep, cell, int(rep)))
         return [dict(r) for r in rows]
 
@@ -350,7 +363,7 @@ class ResultsStore:
         """Every run's curves in a sweep in one query: ``{(cell, rep): [rows by epoch]}``."""
         out: dict[tuple[str, int], list[dict]] = {}
         rows = self._conn.execute(
-            f"SELECT cell, rep, {', '.join(CURVE_COLUMNS)} FROM curves WHERE sweep = ? "
+            f"SELECT cell, rep, {self._curve_select()} FROM curves WHERE sweep = ? "
             "ORDER BY cell, rep, epoch", (sweep,))
         for r in rows:
             d = dict(r)

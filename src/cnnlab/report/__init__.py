@@ -9,6 +9,7 @@ the rest of :mod:`cnnlab.report.tables` do not.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,7 @@ class Report:
     table: str
     cells: list[CellSummary] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. the metric fallen back to
+    verdict: str = ""  # the phenomenon analysis's one sentence, when the spec names one
 
 
 def load_sweep(sweep_dir: str | Path, sweep: str | None = None) -> SweepResults:
@@ -133,10 +135,11 @@ def _failures(cells: list[CellSummary]) -> list[str]:
 
 
 def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
-                 fallback: list[str]) -> tuple[dict[str, Path], str]:
-    """Write every report file; the paths by kind and the Markdown table."""
+                 fallback: list[str]) -> tuple[dict[str, Path], str, str]:
+    """Write every report file; the paths by kind, the Markdown table and the verdict."""
     from cnnlab.report import plots  # matplotlib: only when figures are drawn
     from cnnlab.report.html import render_html, write_html
+    from cnnlab.report.phenomena import Study, analyze, json_ready
 
     out = Path(res.sweep_dir) / REPORT_DIRNAME
     out.mkdir(exist_ok=True)
@@ -144,13 +147,24 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
     table = format_table(cells, res.axes, m)
     notes = fallback + _notes(cells, m.label)
     failures = _failures(cells)
-    md = f"# {res.sweep}\n\n" + "\n\n".join(notes) + "\n\n" + table + "\n"
+    analysis = (res.spec or {}).get("analysis")
+    finding = analyze(analysis, Study(res, cells, out)) if analysis else None
+    md = f"# {res.sweep}\n\n"
+    if finding:
+        md += f"**Verdict:** {finding.verdict}\n\n{finding.table}\n\n"
+    md += "\n\n".join(notes) + "\n\n" + table + "\n"
     if failures:
         md += "\n## Failed or diverged runs\n\n" + "".join(f"- {f}\n" for f in failures)
     paths: dict[str, Path] = {
         "table_md": atomic_write_text(out / "table.md", md),
         "table_csv": atomic_write_text(out / "table.csv", table_csv(cells, res.axes, m)),
     }
+    if finding:
+        paths["verdict"] = atomic_write_text(out / "verdict.json", json.dumps(
+            json_ready({"analysis": analysis, "verdict": finding.verdict,
+                        "numbers": finding.numbers}), indent=2, default=str) + "\n")
+        for i, fig in enumerate(finding.figures.values()):
+            paths[analysis if i == 0 else f"{analysis}_{i + 1}"] = Path(fig)
     if len(grid_axes) >= 2:
         paths["heatmap"] = plots.plot_heatmap(cells, grid_axes, out / "heatmap.png", m,
                                               res.sweep)
@@ -173,12 +187,15 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
         "loss_curves": "Training and validation loss per epoch",
     }
     # embedded (data: URIs): report.html is one file that can be mailed as it is
-    figures = {captions[k]: Path(p) for k, p in paths.items() if k in captions}
+    figures = {cap: Path(p) for cap, p in (finding.figures.items() if finding else ())}
+    figures.update({captions[k]: Path(p) for k, p in paths.items() if k in captions})
     page = render_html(f"Sweep {res.sweep}", header, rows, max(len(res.axes), 1), figures,
                        notes + ([f"Failed or diverged: {f}" for f in failures]),
-                       [c.count(STUCK) > 0 for c in cells])
+                       [c.count(STUCK) > 0 for c in cells],
+                       verdict=finding.verdict if finding else "",
+                       finding_table=(finding.header, finding.rows) if finding else None)
     paths["html"] = write_html(out / "report.html", page)
-    return paths, table
+    return paths, table, finding.verdict if finding else ""
 
 
 def generate_report(sweep_dir: str | Path, sweep: str | None = None,
@@ -206,11 +223,11 @@ def generate_report(sweep_dir: str | Path, sweep: str | None = None,
             raise ReportError(f"no run of sweep {res.sweep!r} recorded {m.name}{hint}")
 
     try:
-        paths, table = _write_files(res, cells, m, fallback)
+        paths, table, verdict = _write_files(res, cells, m, fallback)
     except OSError as e:
         raise ReportError(f"cannot write the report into {Path(sweep_dir) / REPORT_DIRNAME}: "
                           f"{e.strerror or e}") from None
-    return Report(res.sweep, paths, table, cells, fallback)
+    return Report(res.sweep, paths, table, cells, fallback, verdict)
 
 
 def write_report(sweep_dir: str | Path, sweep: str | None = None,

@@ -26,6 +26,8 @@ figure { margin: 2em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 .meta { color: #555; }
+.verdict { font-size: 1.1em; background: #f4f8ff; padding: 0.6em 0.9em;
+           border-left: 4px solid #3b6fd1; }
 """
 
 
@@ -37,11 +39,14 @@ def data_uri(path: str | Path) -> str:
 
 def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
                 n_axes: int, figures: Mapping[str, str | Path], notes: Sequence[str] = (),
-                stuck_rows: Sequence[bool] = ()) -> str:
+                stuck_rows: Sequence[bool] = (), verdict: str = "",
+                finding_table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+                ) -> str:
     """The page as a string. ``figures`` maps a caption to an image: a :class:`~pathlib.Path`
     is read and embedded (a ``data:`` URI; its file name kept in ``data-file``), a string is
     used as the ``src`` as it is; ``stuck_rows`` flags table rows to tint (cells with stuck
-    runs)."""
+    runs); ``verdict`` and ``finding_table`` (header, rows) are a phenomenon analysis's,
+    shown first."""
     e = html.escape
 
     def img(cap: str, src: str | Path) -> str:
@@ -61,6 +66,14 @@ def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
         f'<figure>{img(cap, src)}<figcaption>{e(cap)}</figcaption></figure>'
         for cap, src in figures.items())
     note_html = "".join(f'<p class="meta">{e(n)}</p>' for n in notes)
+    if finding_table:
+        fh, frows = finding_table
+        note_html = (f"<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in fh)}</tr>"
+                     "</thead><tbody>" + "".join(
+                         "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>"
+                         for r in frows) + "</tbody></table>\n" + note_html)
+    if verdict:
+        note_html = f'<p class="verdict"><strong>Verdict:</strong> {e(verdict)}</p>\n' + note_html
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>{e(title)}</h1>\n{note_html}\n"
             f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) +

@@ -35,7 +35,8 @@ from cnnlab.report.tables import (
 from cnnlab.status import STUCK
 from cnnlab.utils.io import atomic_write
 
-__all__ = ["plot_curves", "plot_heatmap", "plot_line", "plot_metric_vs_params"]
+__all__ = ["STYLE", "plot_curves", "plot_heatmap", "plot_line", "plot_metric_vs_params",
+           "save_figure"]
 
 STYLE = {
     "font.size": 11,
@@ -54,7 +55,7 @@ _HALO = [patheffects.withStroke(linewidth=3, foreground="white")]  # text over l
 MAX_HEATMAP_PANELS = 12  # beyond this many combinations of extra axes, average over them
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically (a reader never sees half a PNG)."""
     FigureCanvasAgg(fig)
     return atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix[1:] or "png"))
@@ -80,7 +81,7 @@ def _no_results(cells: Sequence[CellSummary], path: str | Path, sweep: str | Non
                 + (f" ({how})" if how else ""), transform=ax.transAxes, ha="center",
                 va="center", color="0.4")
         ax.set_title(_title(sweep, what))
-        return _save(fig, Path(path))
+        return save_figure(fig, Path(path))
 
 
 def _scale(metric: Metric) -> float:
@@ -275,7 +276,7 @@ def plot_heatmap(cells: Sequence[CellSummary], axes: Sequence[str], path: str | 
         if handles:
             fig.legend(handles=handles, loc="outside lower center", ncols=len(handles),
                        frameon=False)
-        return _save(fig, Path(path))
+        return save_figure(fig, Path(path))
 
 
 # -- one axis: line plot -------------------------------------------------------------------
@@ -370,7 +371,7 @@ def plot_line(cells: Sequence[CellSummary], axis: str | None, path: str | Path,
         ax.grid(True, alpha=0.3)
         fig.legend(loc="outside lower center", ncols=4, frameon=False)
         ax.set_title(_title(sweep, f"{m.label} by {name}\n{_reps_note(cells)}"))
-        return _save(fig, Path(path))
+        return save_figure(fig, Path(path))
 
 
 # -- metric vs parameters ------------------------------------------------------------------
@@ -442,7 +443,7 @@ def plot_metric_vs_params(cells: Sequence[CellSummary], axes: Sequence[str], pat
                                    f"{label_note}"))
         fig.legend(loc="outside right upper", frameon=False,
                    title=", ".join(short[a] for a in rest) if rest else None)
-        return _save(fig, Path(path))
+        return save_figure(fig, Path(path))
 
 
 # -- training curves -----------------------------------------------------------------------
@@ -553,4 +554,4 @@ def plot_curves(cells: Sequence[CellSummary], axes: Sequence[str],
             labels.append("chance")
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
                    ncols=len(handles), frameon=False, handlelength=3)
-        return _save(fig, Path(path))
+        return save_figure(fig, Path(path))

@@ -121,6 +121,21 @@ class EarlyStopping(Callback):
         self.stopped_epoch, self.best_weights = state["stopped_epoch"], state["best_weights"]
 
 
+class TargetTrainAccuracy(Callback):
+    """Stop at the end of the first epoch whose training accuracy (the running mean over
+    its batches) reaches ``target``: "trained until it fits" (``train.target_train_acc``).
+    Stateless: the epoch it stopped at is in the history."""
+
+    def __init__(self, target: float):
+        self.target = target
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if metrics["train_acc"] >= self.target:
+            trainer.stop_training = True
+            trainer.log(f"training accuracy {metrics['train_acc']:.4f} reached the target "
+                        f"{self.target:g} at epoch {epoch + 1}, step {trainer.step}: stopping")
+
+
 class Checkpoint(Callback):
     """Write ``last.pt`` at every epoch end (and every ``every_steps`` optimizer steps) and
     ``best.pt`` when ``monitor`` improves. Writes are atomic; see train/checkpoint.py."""

@@ -39,13 +39,14 @@ from cnnlab.train.callbacks import (
     CSVLogger,
     EarlyStopping,
     ProgressBar,
+    TargetTrainAccuracy,
     TensorBoardLogger,
     _mode_for,
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
-from cnnlab.train.losses import cross_entropy, hard_labels
+from cnnlab.train.losses import classification_loss, hard_labels
 from cnnlab.train.optim import build_optimizer, build_scheduler
 from cnnlab.utils.io import atomic_write_json
 from cnnlab.utils.params import count_params
@@ -160,6 +161,8 @@ class Trainer:
         if t.early_stopping:
             cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
                                      restore_best=t.restore_best))
+        if t.target_train_acc:
+            cbs.append(TargetTrainAccuracy(t.target_train_acc))
         cbs += user
         cbs += callbacks_from_config(self.config)
         if self.out_dir is not None:
@@ -222,7 +225,7 @@ class Trainer:
         self.model.train()
         with self.autocast():
             out = self.step_model(x)
-        loss = cross_entropy(out, y, o.label_smoothing)
+        loss = classification_loss(o.loss, out, y, o.label_smoothing)
         total = loss
         for cb in self.callbacks:
             total = cb.on_loss(self, total)  # penalties: terms on the current weights
@@ -264,7 +267,8 @@ class Trainer:
         for x, y in loader:
             with self.autocast():
                 out = self._tta_logits(x, tta).float()
-            loss_sum += F.cross_entropy(out, y, reduction="sum").double()
+            loss_sum += classification_loss(self.config.optim.loss, out, y,
+                                            reduction="sum").double()
             hits += torch.bincount(y[out.argmax(1) == y], minlength=self.num_classes)
             seen += torch.bincount(y, minlength=self.num_classes)
         count = max(int(seen.sum()), 1)
@@ -351,6 +355,10 @@ class Trainer:
         if self.loaders.val is not None and len(self.loaders.val.images):
             val = self.evaluate(self.loaders.val)
             metrics["val_loss"], metrics["val_acc"] = val["loss"], val["acc"]
+        if self.config.train.test_curve and self.loaders.test is not None \
+                and len(self.loaders.test.images):
+            test = self.evaluate(self.loaders.test)  # for curves: nothing monitors it
+            metrics["test_loss"], metrics["test_acc"] = test["loss"], test["acc"]
         self.history.append(metrics)
         self.epoch += 1
         self.epoch_done = True
@@ -392,6 +400,7 @@ class Trainer:
             "best_val_acc": best.get("val_acc"),
             "best_val_loss": best.get("val_loss"),
             f"best_{monitor}": best.get(monitor),
+            "steps_to_target": self._steps_to_target(),
             "test_loss": test.get("loss"),
             "test_acc": test.get("acc"),
             "test_per_class_acc": (dict(zip(self.loaders.test.classes, test["per_class"]))
@@ -404,6 +413,13 @@ class Trainer:
             "precision": str(self.amp_dtype or "fp32").replace("torch.", ""),
             "channels_last": self.channels_last,
         }
+
+    def _steps_to_target(self) -> int | None:
+        """Optimizer steps until the first epoch whose training accuracy reached
+        ``train.target_train_acc``; None when it is off or never reached."""
+        target = self.config.train.target_train_acc
+        hit = next((h for h in self.history if target and h["train_acc"] >= target), None)
+        return hit["step"] if hit else None
 
     def _best_epoch(self, monitor: str) -> dict:
         """The history row of the best epoch by ``monitor`` (its mode from the name, as the
