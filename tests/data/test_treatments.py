@@ -65,6 +65,25 @@ def test_label_noise_changes_exact_count_never_same_class():
     assert noisy_labels(data, 0.0, 0) == (data, 0)
 
 
+def test_label_noise_to_any_draws_among_all_classes():
+    """Zhang et al.'s corruption: 1.0 = labels independent of the images, right 1/K of the
+    time; the count returned is of the labels that really changed."""
+    data = _set(n=3000, k=10)
+    rand, changed = noisy_labels(data, 1.0, 0, to="any")
+    kept = float((rand.labels == data.labels).float().mean())
+    assert abs(kept - 0.1) < 0.02 and changed == int((rand.labels != data.labels).sum())
+    assert sorted(set(rand.labels.tolist())) == list(range(10))
+    counts = torch.bincount(rand.labels, minlength=10)
+    assert int(counts.min()) > 240  # uniform over the 10 classes (300 expected each)
+    half, _ = noisy_labels(data, 0.5, 0, to="any")
+    assert abs(float((half.labels != data.labels).float().mean()) - 0.45) < 0.03
+    cfg = _data_cfg(label_noise=1.0, label_noise_to="any")
+    _, record = apply_treatments(_ds(), cfg)
+    assert record["label_noise_to"] == "any"
+    with pytest.raises(ConfigError, match="data.label_noise_to = 'al' is not one of other, any"):
+        _data_cfg(label_noise_to="al")
+
+
 def test_shuffled_is_one_permutation_for_every_image():
     data = _set(n=8)
     perm = pixel_permutation(data.shape, 0)

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 
-from cnnlab.experiments.store import ResultsStore, StoreError
+from cnnlab.experiments.store import CURVE_COLUMNS, ResultsStore, StoreError
 from cnnlab.status import FAILED, FINAL_STATUSES, RETRIED, is_stuck
 
 
@@ -231,3 +231,28 @@ def test_driver_killed_after_commit_loses_nothing(tmp_path):
     with ResultsStore(path) as again:
         again.record_run(_row(rep=1, acc=0.9), _curves(2))
         assert len(again.runs("s")) == 2 and len(again.all_curves("s")) == 2
+
+
+def test_older_store_gains_the_new_curve_columns(tmp_path):
+    """A schema-1 store (curves without step / test_*) reads with NULLs, read-only, and is
+    upgraded in place when opened for writing; its rows are kept."""
+    import sqlite3
+
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as store:
+        store.record_run({"sweep": "s", "cell": "a", "rep": 0, "status": "ok"},
+                         [{"epoch": 1, "train_loss": 1.0}])
+    conn = sqlite3.connect(path)
+    for col in ("step", "test_loss", "test_acc"):
+        conn.execute(f"ALTER TABLE curves DROP COLUMN {col}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with ResultsStore(path, readonly=True) as store:
+        assert store.curves("s", "a", 0) == [{**dict.fromkeys(CURVE_COLUMNS), "epoch": 1,
+                                              "train_loss": 1.0}]
+    with ResultsStore(path) as store:
+        store.record_run({"sweep": "s", "cell": "b", "rep": 0, "status": "ok"},
+                         [{"epoch": 1, "step": 7, "test_acc": 0.5}])
+        assert store.curves("s", "b", 0)[0]["step"] == 7
+        assert store.curves("s", "a", 0)[0]["train_loss"] == 1.0

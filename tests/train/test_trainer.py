@@ -170,3 +170,44 @@ def test_summary_has_per_class_test_accuracy(toy, tiny_cfg, tmp_path):
     overall = sum(a * n for a, n in zip(per_class.values(), counts)) / sum(counts)
     assert overall == pytest.approx(result.summary["test_acc"])
     assert all(0.0 <= a <= 1.0 for a in per_class.values())
+
+
+def test_target_train_acc_stops_at_the_first_epoch_that_reaches_it(toy, tiny_cfg):
+    torch.manual_seed(0)
+    cfg = tiny_cfg.set(**{"train.epochs": 40, "train.target_train_acc": 0.9,
+                          "model.width": 16})
+    result = fit(_model(toy, width=16), toy, cfg, progress=False)
+    accs = [h["train_acc"] for h in result.history]
+    assert accs[-1] >= 0.9 and all(a < 0.9 for a in accs[:-1]) and len(accs) < 40
+    assert result.status == "stopped"
+    assert result.summary["steps_to_target"] == result.history[-1]["step"]
+    never = fit(_model(toy), toy, tiny_cfg.set(**{"train.target_train_acc": 1.0}),
+                progress=False)
+    assert never.summary["steps_to_target"] is None and never.status == "ok"
+
+
+def test_test_curve_adds_test_metrics_per_epoch_equal_to_the_final_test(toy, tiny_cfg):
+    torch.manual_seed(0)
+    result = fit(_model(toy), toy, tiny_cfg.set(**{"train.test_curve": True}), progress=False)
+    assert all(0 <= h["test_acc"] <= 1 for h in result.history)
+    assert result.history[-1]["test_acc"] == result.summary["test_acc"]
+    torch.manual_seed(0)
+    plain = fit(_model(toy), toy, tiny_cfg, progress=False)
+    assert "test_acc" not in plain.history[0]
+    assert plain.summary["test_acc"] == result.summary["test_acc"]  # curves change nothing
+
+
+def test_mse_loss_is_the_squared_error_to_one_hot(toy, tiny_cfg):
+    from cnnlab.train.losses import classification_loss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]])
+    y = torch.tensor([0, 2])
+    want = ((1.0 + 0 + 1) + (0.25 + 0.25 + 1)) / 2
+    assert classification_loss("mse", logits, y).item() == pytest.approx(want)
+    assert classification_loss("mse", logits, y, reduction="sum").item() == pytest.approx(
+        2 * want)
+    torch.manual_seed(0)
+    result = fit(_model(toy), toy, tiny_cfg.set(**{"optim.loss": "mse", "train.epochs": 4}),
+                 progress=False)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.summary["test_acc"] > 0.5
