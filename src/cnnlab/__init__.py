@@ -31,6 +31,7 @@ _LAZY = {
     "predict": "cnnlab.models.hub",
     "export_run": "cnnlab.models.hub",
     "evaluate_run": "cnnlab.experiments.evaluate",
+    "run_checks": "cnnlab.experiments.checks",
 }
 
 

@@ -14,8 +14,8 @@ import warnings
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, one_line_warning
 
-COMMAND_MODULES = ("models", "data", "train", "sweep", "report", "augment", "hub", "config",
-                   "eval")
+COMMAND_MODULES = ("models", "data", "train", "check", "sweep", "report", "augment", "hub",
+                   "config", "eval")
 # commands registered by a module whose name differs from the command
 ALIASES = {"export": "hub", "predict": "hub"}
 

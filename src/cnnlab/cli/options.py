@@ -38,12 +38,14 @@ def add_quiet_option(p: argparse.ArgumentParser) -> None:
                    help="no progress bars or per-step output (train.quiet)")
 
 
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """``--set``, ``--epochs``, ``--seed``, ``--device``, ``--quiet`` and the data options."""
+def add_train_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
+    """``--set``, ``--epochs`` (unless ``epochs=False``: a command that trains no full
+    run), ``--seed``, ``--device``, ``--quiet`` and the data options."""
     add_data_options(p)
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config key, e.g. --set optim.lr=3e-3 (repeatable)")
-    p.add_argument("--epochs", type=int, help="epochs per run (train.epochs)")
+    if epochs:
+        p.add_argument("--epochs", type=int, help="epochs per run (train.epochs)")
     p.add_argument("--seed", type=int, help="random seed (train.seed)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (train.device)")
     add_quiet_option(p)

@@ -23,10 +23,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def default_run_dir(model: str, spec: str) -> Path:
+def data_slug(spec: str) -> str:
+    """A folder-name word for a dataset spec: ``folder:~/pets.v2`` -> ``pets``."""
     data = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec.split(":", 1)[-1]).name or spec)
+    return data.split(".")[0]
+
+
+def default_run_dir(model: str, spec: str) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{model}-{data.split('.')[0]}-{stamp}"
+    return Path("runs") / f"{model}-{data_slug(spec)}-{stamp}"
 
 
 def run(args: argparse.Namespace) -> int:
