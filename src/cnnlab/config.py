@@ -88,7 +88,7 @@ class TrainConfig:
     min_delta: float = 0.0  # smallest change that counts as an improvement
     restore_best: bool = True  # end with the weights of the best epoch
     target_train_acc: float = 0.0  # stop at the first epoch whose training accuracy reaches it
-    test_curve: bool = False  # also evaluate the test split each epoch (for curves; never monitored)
+    test_curve: bool = False  # also evaluate the test split each epoch (curves; never monitored)
     checkpoint: bool = True  # write checkpoints (last, best) to the run folder
     checkpoint_every: int = 0  # also save every N optimizer steps (0 = only at epoch end)
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
