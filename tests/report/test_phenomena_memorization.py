@@ -49,7 +49,7 @@ def test_memorization_observed(tmp_path):
                      "gaussian": 0.11})
     report = generate_report(folder)
     assert report.verdict.startswith("All conditions fit the training set")
-    assert "random labels took 2.50x the steps of true labels (2,500 vs 1,000)" in \
+    assert "random labels took 2.50x the steps of true labels to 100% (2,500 vs 1,000)" in \
         report.verdict
     assert report.verdict.endswith("memorization observed.")
     verdict = json.loads(report.paths["verdict"].read_text())

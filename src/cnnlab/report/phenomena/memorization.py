@@ -19,16 +19,24 @@ from cnnlab.report.phenomena import (
 from cnnlab.report.plots import STYLE, save_figure
 
 
+NEAR_FIT = 0.99  # training accuracy of the steadier "steps to fit" measure
+
+
 def _condition(study: Study, cell) -> dict:
     noise = float(study.setting(cell, "data.label_noise", 0.0) or 0.0)
     pixels = str(study.setting(cell, "data.pixels", "keep") or "keep")
     runs = [r for r in cell.runs if r.get("status") != "failed"]
     steps = [r.get("steps_to_target") for r in runs]
     fitted = [s for s in steps if s is not None]
+    # 100% needs the last hard example right in one epoch, which Adam's noise can delay by
+    # many epochs; the step of 99% is the steadier measure of how fast a condition fits
+    near = [next((row["step"] for row in curve if (row.get("train_acc") or 0) >= NEAR_FIT),
+                 None) for curve in study.curves(cell)]
     return {
         "cell": cell, "name": cell.params.get("variant", cell.cell), "noise": noise,
         "pixels": pixels, "runs": len(runs), "fitted": len(fitted),
-        "steps": mean_std(fitted), "budget": max((r.get("steps") or 0 for r in runs), default=0),
+        "steps": mean_std(fitted), "steps_near": mean_std([n for n in near if n is not None]),
+        "budget": max((r.get("steps") or 0 for r in runs), default=0),
         "train_acc": mean_std([r.get("final_train_acc") for r in runs]),
         "test_acc": mean_std([r.get("test_acc") if r.get("test_acc") is not None
                               else r.get("final_val_acc") for r in runs]),
@@ -50,13 +58,17 @@ def _verdict(conds: list[dict], chance: float | None) -> tuple[str, dict]:
                 f"within {rand['budget']:,} steps ({rand['fitted']} of {rand['runs']} runs "
                 f"fitted): memorization not observed at this scale."), numbers
     ratio = rand["steps"][0] / true["steps"][0] if true["fitted"] else math.nan
-    numbers.update(steps_ratio=ratio, random_test_acc=rand["test_acc"][0],
+    near = rand["steps_near"][0] / true["steps_near"][0]
+    numbers.update(steps_ratio=ratio, steps_ratio_99=near, random_test_acc=rand["test_acc"][0],
                    true_test_acc=true["test_acc"][0])
     fit_txt = ("All conditions fit the training set (100% training accuracy)" if not unfit
                else f"Every condition but {', '.join(unfit)} fit the training set")
-    ratio_txt = (f"random labels took {ratio:.2f}x the steps of true labels "
+    ratio_txt = (f"random labels took {ratio:.2f}x the steps of true labels to 100% "
                  f"({rand['steps'][0]:,.0f} vs {true['steps'][0]:,.0f})"
                  if math.isfinite(ratio) else "true labels were not fitted")
+    if math.isfinite(near):
+        ratio_txt += (f" and {near:.2f}x to {100 * NEAR_FIT:.0f}% ({rand['steps_near'][0]:,.0f} "
+                      f"vs {true['steps_near'][0]:,.0f})")
     at_chance = chance is not None and abs(rand["test_acc"][0] - chance) <= 0.05
     observed = "memorization observed" if at_chance else \
         "random labels were fitted but their test accuracy is not at chance"
@@ -93,8 +105,11 @@ def _figure(study: Study, conds: list[dict], chance: float | None):
                 ax_steps.annotate(f"{c['fitted']}/{c['runs']} fitted",
                                   (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                                   ha="center", va="bottom", fontsize=8, color="#c0392b")
+        ax_steps.plot(list(xs), [c["steps_near"][0] for c in conds], "kD", ms=5,
+                      label=f"{100 * NEAR_FIT:.0f}% training accuracy")
+        ax_steps.legend(fontsize=8, loc="upper right")
         ax_steps.set_xticks(list(xs), [c["name"] for c in conds], rotation=35, ha="right")
-        ax_steps.set(ylabel="steps to 100% training accuracy", title="(b) steps to fit")
+        ax_steps.set(ylabel="optimizer steps", title="(b) steps to fit: bars 100%, marks 99%")
 
         noisy = sorted((c for c in conds if c["pixels"] == "keep"), key=lambda c: c["noise"])
         ax_err.errorbar([c["noise"] for c in noisy], [100 * c["test_err"][0] for c in noisy],
@@ -116,10 +131,11 @@ def memorization(study: Study) -> Finding:
     chance = next((c.chance for c in study.cells if c.chance), None)
     verdict, numbers = _verdict(conds, chance)
     header, rows = (
-        ["condition", "label noise", "pixels", "fitted", "train acc (%)", "steps to fit",
-         "test acc (%)", "test error (%)"],
+        ["condition", "label noise", "pixels", "fitted", "train acc (%)", "steps to 99%",
+         "steps to 100%", "test acc (%)", "test error (%)"],
         [[c["name"], c["noise"], c["pixels"], f"{c['fitted']}/{c['runs']}",
-          pm(*c["train_acc"]), pm(*c["steps"], scale=1, digits=0), pm(*c["test_acc"]),
+          pm(*c["train_acc"]), pm(*c["steps_near"], scale=1, digits=0),
+          pm(*c["steps"], scale=1, digits=0), pm(*c["test_acc"]),
           pm(*c["test_err"])] for c in conds])
     figures = {"Fitting true and random labels: loss, steps to fit, test error":
                _figure(study, conds, chance)}
