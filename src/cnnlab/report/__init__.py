@@ -193,7 +193,7 @@ def _write_files(res: SweepResults, cells: list[CellSummary], m: Metric,
                        notes + ([f"Failed or diverged: {f}" for f in failures]),
                        [c.count(STUCK) > 0 for c in cells],
                        verdict=finding.verdict if finding else "",
-                       finding_table=(finding.header, finding.rows) if finding else None)
+                       finding_tables=finding.tables if finding else ())
     paths["html"] = write_html(out / "report.html", page)
     return paths, table, finding.verdict if finding else ""
 

@@ -40,13 +40,13 @@ def data_uri(path: str | Path) -> str:
 def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]],
                 n_axes: int, figures: Mapping[str, str | Path], notes: Sequence[str] = (),
                 stuck_rows: Sequence[bool] = (), verdict: str = "",
-                finding_table: tuple[Sequence[str], Sequence[Sequence[str]]] | None = None,
+                finding_tables: Sequence[tuple[Sequence[str], Sequence[Sequence[str]]]] = (),
                 ) -> str:
     """The page as a string. ``figures`` maps a caption to an image: a :class:`~pathlib.Path`
     is read and embedded (a ``data:`` URI; its file name kept in ``data-file``), a string is
     used as the ``src`` as it is; ``stuck_rows`` flags table rows to tint (cells with stuck
-    runs); ``verdict`` and ``finding_table`` (header, rows) are a phenomenon analysis's,
-    shown first."""
+    runs); ``verdict`` and ``finding_tables`` (header, rows pairs) are a phenomenon
+    analysis's, shown first."""
     e = html.escape
 
     def img(cap: str, src: str | Path) -> str:
@@ -66,12 +66,11 @@ def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
         f'<figure>{img(cap, src)}<figcaption>{e(cap)}</figcaption></figure>'
         for cap, src in figures.items())
     note_html = "".join(f'<p class="meta">{e(n)}</p>' for n in notes)
-    if finding_table:
-        fh, frows = finding_table
-        note_html = (f"<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in fh)}</tr>"
-                     "</thead><tbody>" + "".join(
-                         "<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>"
-                         for r in frows) + "</tbody></table>\n" + note_html)
+    note_html = "".join(
+        f"<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in fh)}</tr></thead><tbody>"
+        + "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>"
+                  for r in frows) + "</tbody></table>\n"
+        for fh, frows in finding_tables) + note_html
     if verdict:
         note_html = f'<p class="verdict"><strong>Verdict:</strong> {e(verdict)}</p>\n' + note_html
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"

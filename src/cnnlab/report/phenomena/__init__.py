@@ -31,18 +31,26 @@ __all__ = ["Finding", "Study", "analyze", "list_analyses", "register_analysis"]
 @dataclass
 class Finding:
     """What an analysis found: ``verdict`` (one sentence), a table (``header``, ``rows``),
-    the PNG ``figures`` by caption, and the ``numbers`` behind the verdict (for JSON)."""
+    the PNG ``figures`` by caption, the ``numbers`` behind the verdict (for JSON) and any
+    ``more_tables`` (``(header, rows)`` pairs, shown after the first)."""
 
     verdict: str
     header: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     figures: dict[str, Path] = field(default_factory=dict)
     numbers: dict[str, Any] = field(default_factory=dict)
+    more_tables: list[tuple[list[str], list[list[Any]]]] = field(default_factory=list)
+
+    @property
+    def tables(self) -> list[tuple[list[str], list[list[Any]]]]:
+        """Every table as ``(header, rows)``, the main one first."""
+        main = [(self.header, self.rows)] if self.header else []
+        return main + [t for t in self.more_tables if t[0]]
 
     @property
     def table(self) -> str:
-        """The table in Markdown ("" when there is none)."""
-        return markdown_table(self.header, self.rows) if self.header else ""
+        """The tables in Markdown, a blank line apart ("" when there is none)."""
+        return "\n\n".join(markdown_table(h, r) for h, r in self.tables)
 
 
 @dataclass
