@@ -85,6 +85,7 @@ class TrainConfig:
     early_stopping: bool = False  # stop when the monitored metric stops improving
     monitor: str = "val_acc"  # metric for early stopping and the best checkpoint
     patience: int = 5  # epochs without improvement before early stopping
+    start_from_epoch: int = 0  # early stopping never stops before this epoch (the best counts)
     min_delta: float = 0.0  # smallest change that counts as an improvement
     restore_best: bool = True  # end with the weights of the best epoch
     target_train_acc: float = 0.0  # stop at the first epoch whose training accuracy reaches it
@@ -125,6 +126,7 @@ GROUPS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 RESUME_SAFE_KEYS = {
     "train.epochs", "train.device", "train.quiet", "train.threads", "train.checkpoint_every",
     "data.root", "data.eval_batch_size", "train.early_stopping", "train.patience",
+    "train.start_from_epoch",
     "train.tensorboard", "train.test_curve", "train.target_train_acc",
 }
 

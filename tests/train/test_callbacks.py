@@ -77,3 +77,23 @@ def test_on_loss_and_on_summary_from_a_user_callback(toy, tiny_cfg):
     after = r.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert r.summary["note"] == "zeroed"
+
+
+def test_early_stopping_waits_until_start_from_epoch():
+    """Flat epochs before start_from_epoch never run out the patience; the best still
+    counts from the first epoch on."""
+    from types import SimpleNamespace
+
+    from cnnlab.train.callbacks import EarlyStopping
+
+    def run(start):
+        cb = EarlyStopping("val_acc", patience=2, restore_best=False, start_from_epoch=start)
+        trainer = SimpleNamespace(stop_training=False)
+        for epoch, acc in enumerate([0.1, 0.1, 0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5]):
+            cb.on_epoch_end(trainer, epoch, {"val_acc": acc})
+            if trainer.stop_training:
+                return epoch, cb.best_epoch
+        return None, cb.best_epoch
+
+    assert run(0) == (2, 0)  # two flat epochs after the first: stopped at chance
+    assert run(5) == (7, 5)  # waits, learns at epoch 5, then the patience runs out

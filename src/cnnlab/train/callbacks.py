@@ -76,12 +76,16 @@ def _mode_for(monitor: str, mode: str) -> str:
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
-    epochs; with ``restore_best`` the model ends with the weights of the best epoch."""
+    epochs; with ``restore_best`` the model ends with the weights of the best epoch.
+    Epochs before ``start_from_epoch`` (0-based) count for the best but never for the
+    patience: a small training set whose first epochs are a handful of steps at chance is
+    not stopped before it learns."""
 
     def __init__(self, monitor: str = "val_acc", mode: str = "auto", patience: int = 5,
-                 min_delta: float = 0.0, restore_best: bool = True):
+                 min_delta: float = 0.0, restore_best: bool = True, start_from_epoch: int = 0):
         self.monitor, self.mode = monitor, _mode_for(monitor, mode)
         self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.start_from_epoch = start_from_epoch
         self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch, self.wait, self.stopped_epoch = -1, 0, None
         self.best_weights: dict | None = None
@@ -100,7 +104,7 @@ class EarlyStopping(Callback):
             if self.restore_best:
                 self.best_weights = {k: v.detach().clone()
                                      for k, v in trainer.model.state_dict().items()}
-        else:
+        elif epoch >= self.start_from_epoch:
             self.wait += 1
             if self.wait >= self.patience:
                 self.stopped_epoch = epoch

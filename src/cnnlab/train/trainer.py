@@ -160,7 +160,8 @@ class Trainer:
         cbs: list[Callback] = []
         if t.early_stopping:
             cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
-                                     restore_best=t.restore_best))
+                                     restore_best=t.restore_best,
+                                     start_from_epoch=t.start_from_epoch))
         if t.target_train_acc:
             cbs.append(TargetTrainAccuracy(t.target_train_acc))
         cbs += user

@@ -115,7 +115,11 @@ def _size_label(key: tuple, axes: list[str]) -> str:
 
 
 def _model_sizes(study: Study) -> tuple[list[ModelSize], list[str]]:
-    size_axes = [a for a in study.results.axes if a != N_AXIS]
+    variants = (study.results.spec or {}).get("variants", {})
+    sets_n = bool(variants) and all(N_AXIS in v for v in variants.values())
+    # a variant axis whose variants set n (with its budget) is the n axis, not a model size
+    size_axes = [a for a in study.results.axes
+                 if a != N_AXIS and not (a == "variant" and sets_n)]
     if "model.width" in size_axes:  # width first: it names the model size
         size_axes.remove("model.width")
         size_axes.insert(0, "model.width")
