@@ -18,7 +18,6 @@ from cnnlab.report.phenomena import (
 )
 from cnnlab.report.plots import STYLE, save_figure
 
-
 NEAR_FIT = 0.99  # training accuracy of the steadier "steps to fit" measure
 
 
