@@ -138,11 +138,11 @@ def _compare(base: Variant, stop: Variant, label: str) -> tuple[str, dict]:
                 f"{stop.patience}; best epoch {pm(*stop.stat('best', reps), scale=1, digits=0)})")
         end = "early stopping had no effect at this budget"
     else:
-        some = "" if n_stopped == len(reps) else f" ({n_stopped} of {len(reps)} runs stopped)"
+        some = "" if n_stopped == len(reps) else f"{n_stopped} of {len(reps)} runs stopped; "
         kept = (f"restored epoch {pm(*stop.stat('best', reps), scale=1, digits=0)}"
                 if stop.restore else "kept the last weights")
         head = (f"{label} ended at epoch {pm(*stop.stat('epochs', reps), scale=1, digits=0)} "
-                f"of {budget}{some} ({100 * saved:.0f}% of the epochs saved) and {kept}")
+                f"of {budget} ({some}{100 * saved:.0f}% of the epochs saved) and {kept}")
     what = "test" if all(stop.runs[r].get("test_acc") is not None for r in reps) else \
         "held-out (validation: no test split)"
     return (f"{head}; its {what} accuracy, {pm(*acc_s)}%, {cmp_txt} training to the end "
