@@ -13,8 +13,10 @@ def register(sub) -> None:
     p = sub.add_parser(
         "sweep", help="run a grid of configurations with repetitions",
         description="Run every cell of a sweep grid x repetitions, store results in SQLite "
-        "(results.sqlite) and write a report. Rerunning skips finished runs and resumes "
-        "half-finished ones.")
+        "(results.sqlite) and write a report (with the figure and verdict of the preset's "
+        "phenomenon analysis, if it names one). Rerunning skips finished runs and resumes "
+        "half-finished ones. --data digits selects a preset's offline digits form where it "
+        "has one (the sweep is then named NAME-digits).")
     p.add_argument("spec", nargs="?", help="preset name (see --list) or a sweep .toml file")
     p.add_argument("--list", action="store_true", help="list the shipped presets")
     add_train_options(p)  # --data, --skip-bad, --resize, --set, --epochs, --seed, ...
