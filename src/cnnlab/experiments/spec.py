@@ -219,8 +219,7 @@ def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | Non
         size_name = data.split(":", 1)[0]
         if size_name in spec.sizes:
             table = _with_size(table, size_name)
-        extra[:0] = [f"data.spec={data!r}"] + [f"{k}={_toml_value(v)}" for k, v in
-                                               table.pop("size_set", {}).items()]
+        extra.insert(0, f"data.spec={data!r}")
     if extra or reps or seed is not None or table["size"] != spec.size:
         spec = spec_from_dict({**table, "overrides": table["overrides"] + extra,
                                "reps": reps or table["reps"],
@@ -229,18 +228,14 @@ def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | Non
 
 
 def _with_size(table: dict, size_name: str) -> dict:
-    """The sweep table with ``[sizes.NAME]`` applied; its ``set`` overrides are returned
-    under ``size_set`` for the caller to place under the user's."""
+    """The sweep table with ``[sizes.NAME]`` applied: its ``set`` keys go into the base
+    tables, under the overrides (the user's win), its grid axes replace the grid's."""
     size = table["sizes"][size_name]
+    base = {group: dict(values) for group, values in table["base"].items()}
+    for key, value in size.get("set", {}).items():
+        group, _, name = key.partition(".")
+        base.setdefault(group, {})[name] = value
     return {**table, "name": f"{table['name']}-{size_name}", "size": size_name, "sizes": {},
             "description": size.get("description", table["description"]),
-            "reps": size.get("reps", table["reps"]),
-            "grid": {**table["grid"], **size.get("grid", {})},
-            "size_set": size.get("set", {})}
-
-
-def _toml_value(value: Any) -> str:
-    """``value`` as the right-hand side of a ``key=value`` override (parsed as TOML)."""
-    import json
-
-    return json.dumps(value)  # numbers, booleans, strings and lists read back as TOML
+            "reps": size.get("reps", table["reps"]), "base": base,
+            "grid": {**table["grid"], **size.get("grid", {})}}

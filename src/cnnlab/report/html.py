@@ -55,28 +55,32 @@ def render_html(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]
                     f'data-file="{e(src.name)}">')
         return f'<img src="{e(src)}" alt="{e(cap)}">'
 
-    head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = []
-    for k, row in enumerate(rows):
-        cls = ' class="stuck"' if k < len(stuck_rows) and stuck_rows[k] else ""
-        tds = "".join(f"<td>{e(v)}</td>" if i < n_axes else f'<td class="num">{e(v)}</td>'
-                      for i, v in enumerate(row))
-        body.append(f"<tr{cls}>{tds}</tr>")
     figs = "".join(
         f'<figure>{img(cap, src)}<figcaption>{e(cap)}</figcaption></figure>'
         for cap, src in figures.items())
-    note_html = "".join(f'<p class="meta">{e(n)}</p>' for n in notes)
-    note_html = "".join(
-        f"<table><thead><tr>{''.join(f'<th>{e(h)}</th>' for h in fh)}</tr></thead><tbody>"
-        + "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r) + "</tr>"
-                  for r in frows) + "</tbody></table>\n"
-        for fh, frows in finding_tables) + note_html
+    note_html = "".join(_table(fh, frows, len(fh)) for fh, frows in finding_tables)
+    note_html += "".join(f'<p class="meta">{e(n)}</p>' for n in notes)
     if verdict:
         note_html = f'<p class="verdict"><strong>Verdict:</strong> {e(verdict)}</p>\n' + note_html
     return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
             f"<style>{_CSS}</style></head><body>\n<h1>{e(title)}</h1>\n{note_html}\n"
-            f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) +
-            f"\n</tbody></table>\n{figs}\n</body></html>\n")
+            f"{_table(header, rows, n_axes, stuck_rows)}{figs}\n</body></html>\n")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence], text_cols: int,
+           stuck_rows: Sequence[bool] = ()) -> str:
+    """An HTML table: the first ``text_cols`` columns as text, the rest right-aligned
+    numbers; rows flagged in ``stuck_rows`` tinted."""
+    e = html.escape
+    head = "".join(f"<th>{e(str(h))}</th>" for h in header)
+    body = []
+    for k, row in enumerate(rows):
+        cls = ' class="stuck"' if k < len(stuck_rows) and stuck_rows[k] else ""
+        tds = "".join(f"<td>{e(str(v))}</td>" if i < text_cols
+                      else f'<td class="num">{e(str(v))}</td>' for i, v in enumerate(row))
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return (f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
+            + "\n</tbody></table>\n")
 
 
 def write_html(path: str | Path, page: str) -> Path:

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnlab.config import parse_value
 from cnnlab.report.tables import CellSummary, ReportError, fmt_value
+from cnnlab.utils.table import text_table
 
 if TYPE_CHECKING:
     from cnnlab.report import SweepResults
@@ -82,12 +84,7 @@ class Study:
         for item in reversed(spec.get("overrides", [])):
             k, _, v = item.partition("=")
             if k.strip() == key:
-                import tomllib
-
-                try:
-                    return tomllib.loads(f"v = {v.strip()}")["v"]
-                except tomllib.TOMLDecodeError:
-                    return v.strip()
+                return parse_value(v.strip())  # as apply_overrides reads it
         group, _, name = key.partition(".")
         return spec.get("base", {}).get(group, {}).get(name, default)
 
@@ -153,15 +150,20 @@ def json_ready(value: Any) -> Any:
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt_value(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """An analysis table in Markdown, through the project's one table formatter."""
+    return text_table(header, [[fmt_value(v) for v in row] for row in rows], markdown=True)
+
+
+def held_out_acc(run: dict) -> float | None:
+    """The run's test accuracy (its validation accuracy for a dataset without a test
+    split)."""
+    acc = run.get("test_acc")
+    return run.get("final_val_acc") if acc is None else acc
 
 
 def test_error(run: dict) -> float | None:
-    """1 - test accuracy (the validation accuracy for a dataset without a test split)."""
-    acc = run.get("test_acc")
-    acc = run.get("final_val_acc") if acc is None else acc
+    """1 - :func:`held_out_acc`."""
+    acc = held_out_acc(run)
     return None if acc is None else 1.0 - float(acc)
 
 

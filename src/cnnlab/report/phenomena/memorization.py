@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from cnnlab.report.phenomena import (
     Finding,
     Study,
+    held_out_acc,
     mean_std,
     pm,
     register_analysis,
@@ -37,8 +38,7 @@ def _condition(study: Study, cell) -> dict:
         "steps": mean_std(fitted), "steps_near": mean_std([n for n in near if n is not None]),
         "budget": max((r.get("steps") or 0 for r in runs), default=0),
         "train_acc": mean_std([r.get("final_train_acc") for r in runs]),
-        "test_acc": mean_std([r.get("test_acc") if r.get("test_acc") is not None
-                              else r.get("final_val_acc") for r in runs]),
+        "test_acc": mean_std([held_out_acc(r) for r in runs]),
         "test_err": mean_std([test_error(r) for r in runs]),
     }
 
