@@ -181,3 +181,14 @@ def test_sweep_over_label_noise_records_treatments(tmp_path):
         assert t["train_size"] == info["dataset"]["sizes"]["train"]
         changed[t["label_noise"]] = t["labels_changed_fraction"]
     assert changed == {0.0: 0.0, 1.0: 1.0}
+
+
+def test_prepare_data_cache_tells_label_noise_modes_apart():
+    """The per-process dataset cache keys on every data setting that changes the data."""
+    from cnnlab.train.run import prepare_data
+
+    base = RunConfig().set(**{"data.spec": "digits", "data.label_noise": 1.0})
+    other = prepare_data(base).train.labels.clone()
+    anyc = prepare_data(base.set(**{"data.label_noise_to": "any"})).train.labels
+    assert not torch.equal(other, anyc)
+    assert prepare_data(base.set(**{"data.batch_size": 7})).train.labels.equal(other)

@@ -8,6 +8,7 @@ Building the model a config names is one floor up: :func:`cnnlab.experiments.run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import fcntl
 import json
@@ -35,6 +36,7 @@ from cnnlab.utils.io import atomic_write_json, atomic_write_text
 from cnnlab.utils.toml_write import dumps as toml_dumps
 
 _DATA_CACHE: dict[tuple, Dataset] = {}
+_LOADER_ONLY_KEYS = {"batch_size", "eval_batch_size", "augment", "normalize", "drop_last"}
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -42,8 +44,9 @@ def prepare_data(cfg: RunConfig) -> Dataset:
     treatments of :mod:`cnnlab.data.treatments` (``data.train_size``, ``data.label_noise``,
     ``data.pixels``) on the training split (cached per process)."""
     d = cfg.data
-    key = (d.spec, d.root, d.val_fraction, d.test_fraction, d.split_seed, d.resize, d.skip_bad,
-           d.limit, d.train_size, d.label_noise, d.pixels, d.treatment_seed)
+    # every data key but those only the loaders read: a new treatment key is in it too
+    key = tuple(sorted((k, repr(v)) for k, v in dataclasses.asdict(d).items()
+                       if k not in _LOADER_ONLY_KEYS))
     if key not in _DATA_CACHE:
         from cnnlab.data import load_dataset
 
