@@ -111,6 +111,7 @@ class Task:
     seed: int
     config: RunConfig
     run_dir: str
+    cost: float | None = None  # estimated FLOPs of the whole run (run_cost); None: unknown
 
     def row(self, **fields) -> dict:
         """A results-store row for this task: its key and identity plus ``fields``."""
@@ -201,7 +202,35 @@ def _cell_error(e: Exception, where: str) -> CnnlabError:
         return ModelError(msg)
 
 
-def check_sweep(spec: SweepSpec) -> None:
+def run_cost(flops_per_image: int, cfg: RunConfig, ds) -> float:
+    """Estimated FLOPs of one run of ``cfg`` on the prepared dataset ``ds``.
+
+    Training: forward + backward ~ 3 forward passes per image (the backward pass computes
+    gradients of both the activations and the weights), over the training images every
+    epoch; evaluation: one forward pass over the validation split every epoch and over the
+    test split once.  Early stopping is not foreseen: this is the cost of the full run.
+    """
+    n_train = len(ds.train)
+    n_val = len(ds.val) if ds.val is not None else 0
+    n_test = len(ds.test) if ds.test is not None else 0
+    return float(flops_per_image) * (cfg.train.epochs * (3 * n_train + n_val) + n_test)
+
+
+def order_by_cost(tasks: list[Task]) -> list[Task]:
+    """The tasks in longest-processing-time order: largest estimated cost first, so that
+    the last runs to start are the short ones and no worker idles long at the end.
+
+    Tasks whose cost is unknown (``cost`` None: no estimate, e.g. a model op without a meta
+    kernel) go first, in grid order: one of them may be the longest run, and started last
+    it would run alone.  Ties keep grid order (a stable sort), so a cell's repetitions stay
+    in rep order.
+    """
+    unknown = [t for t in tasks if t.cost is None]
+    known = sorted((t for t in tasks if t.cost is not None), key=lambda t: -t.cost)
+    return unknown + known
+
+
+def check_sweep(spec: SweepSpec) -> dict[str, float | None]:
     """Refuse a sweep that cannot run before anything starts or is written: every cell's
     device must exist, its data load and its augmentation build, and its model build (on the
     meta device: no memory, no time) and take the data's input size.
@@ -209,6 +238,9 @@ def check_sweep(spec: SweepSpec) -> None:
     Raises the first problem as one :class:`~cnnlab.errors.CnnlabError` naming the cell.
     Cells are checked grouped by their data config, so each distinct dataset is loaded
     once and only one is held in memory at a time.
+
+    Returns each cell's estimated cost in FLOPs (:func:`run_cost`, from the forward FLOPs
+    per image counted on the meta model), keyed by cell key; None where it cannot be counted.
     """
     import torch
 
@@ -221,7 +253,8 @@ def check_sweep(spec: SweepSpec) -> None:
     many = len(cells) > 1
     sweep_where = f"sweep '{spec.name}'"
     data_axes = [a for a in spec.axes if a.startswith("data.") or a == "variant"]
-    by_data: dict[str, list] = {}  # repr(cfg.data) -> [(where, cfg), ...]
+    by_data: dict[str, list] = {}  # repr(cfg.data) -> [(where, key, cfg), ...]
+    costs: dict[str, float | None] = {}
     seen_devices: set[str] = set()
     for cell in cells:
         where = f"{sweep_where}, cell {cell.key}" if many else sweep_where
@@ -236,25 +269,29 @@ def check_sweep(spec: SweepSpec) -> None:
                 raise _cell_error(e, where if "train.device" in spec.axes
                                   else sweep_where) from None
             seen_devices.add(cfg.train.device)
-        by_data.setdefault(repr(cfg.data), []).append((where, cfg))
+        by_data.setdefault(repr(cfg.data), []).append((where, cell.key, cfg))
     for group in by_data.values():
-        where, cfg = group[0]
+        where, _, cfg = group[0]
         try:
             ds = prepare_data(cfg)
             build_pipeline(cfg.data.augment, ds.num_classes, image_size=ds.train.shape[0])
         except CnnlabError as e:
             raise _cell_error(e, where if data_axes else sweep_where) from None
         h, w, c = ds.train.shape
-        seen_models: set[str] = set()
-        for where, cfg in group:
-            if repr(cfg.model) in seen_models:
+        flops: dict[str, int | None] = {}  # repr(cfg.model) -> forward FLOPs per image
+        for where, key, cfg in group:
+            if repr(cfg.model) in flops:
+                f = flops[repr(cfg.model)]
+                costs[key] = None if f is None else run_cost(f, cfg, ds)
                 continue
+            f = None
             try:
                 with torch.device("meta"):
                     model = build_model(cfg, ds)
                     model.eval()
                     with torch.no_grad():
                         model(torch.zeros(2, c, h, w))
+                f = _meta_flops(model, h, c)
             except CnnlabError as e:
                 raise _cell_error(e, where) from None
             except NotImplementedError:
@@ -263,7 +300,19 @@ def check_sweep(spec: SweepSpec) -> None:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 raise ModelError(f"{where}: model '{cfg.model.name}' cannot take the data's "
                                  f"{h}x{w}x{c} input: {first}") from None
-            seen_models.add(repr(cfg.model))
+            flops[repr(cfg.model)] = f
+            costs[key] = None if f is None else run_cost(f, cfg, ds)
+    return costs
+
+
+def _meta_flops(model, h: int, c: int) -> int | None:
+    """Forward FLOPs per image of a meta-device model, or None when they cannot be counted."""
+    from cnnlab.models.registry import count_flops
+
+    try:
+        return count_flops(model, h, c) or None
+    except Exception:  # noqa: BLE001 - an estimate only: the run itself will tell
+        return None
 
 
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
@@ -273,12 +322,13 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
 
     With ``check`` (default) the whole grid is checked first (:func:`check_sweep`): a bad
     data spec, model key, input size or device raises before the folder or its store is
-    created and before any run starts.
+    created and before any run starts.  The check also estimates each run's cost, and the
+    runs start largest first (:func:`order_by_cost`); without the check they start in grid
+    order.
     """
     folder = Path(folder)
     t0 = time.perf_counter()
-    if check:
-        check_sweep(spec)
+    costs = check_sweep(spec) if check else {}  # no check, no estimate: grid order
     with sweep_lock(folder):
         store = ResultsStore(folder / STORE_FILENAME)
         try:
@@ -296,7 +346,8 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
                     cfg = spec.run_config(cell, rep)
                     cfg = cfg.set(**{"train.quiet": True})
                     tasks.append(Task(spec.name, cell, rep, seed, cfg,
-                                      str(folder / "runs" / _slug(cell) / f"rep{rep}")))
+                                      str(folder / "runs" / _slug(cell) / f"rep{rep}"),
+                                      costs.get(cell.key)))
             total = len(spec.cells()) * spec.reps
             skipped = total - len(tasks)
             packing = None
@@ -304,6 +355,8 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
                 packing = choose_packing(tasks[0].config, len(tasks), workers, threads)
                 log(f"sweep {spec.name}: {len(tasks)} run(s) to do, {skipped} already done; "
                     f"{packing.reason}")
+                tasks = order_by_cost(tasks)  # rows are keyed by (cell, rep): order is free
+                log(_order_line(tasks))
                 _execute(tasks, packing, store, log, total, skipped)
             else:
                 log(f"sweep {spec.name}: all {total} runs already done (use --force to redo)")
@@ -313,6 +366,16 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
     failed = sum(is_failure(r["status"]) for r in runs)
     return SweepResult(spec.name, folder, runs, len(tasks), skipped, failed, packing,
                        wall_time=time.perf_counter() - t0)
+
+
+def _order_line(tasks: list[Task]) -> str:
+    known = [t.cost for t in tasks if t.cost is not None]
+    if not known:
+        return "order: grid order (no cost estimates)"
+    unknown = len(tasks) - len(known)
+    rest = f"; {unknown} run(s) of unknown cost first" if unknown else ""
+    return (f"order: largest estimated cost first ({sum(known) / 1e12:.3g} TFLOP in all, "
+            f"runs of {min(known) / 1e12:.3g} to {max(known) / 1e12:.3g} TFLOP{rest})")
 
 
 def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
@@ -325,7 +388,7 @@ def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, tota
         finished += 1
         _log_row(log, row, finished, total)
 
-    pending = list(reversed(tasks))  # pop() from the end keeps the grid order
+    pending = list(reversed(tasks))  # pop() from the end keeps the given order
     ctx = get_context("spawn")  # CUDA-safe; workers import torch once and reuse the data
     while pending:
         with ProcessPoolExecutor(packing.workers, mp_context=ctx, initializer=_init_worker,
