@@ -1,0 +1,234 @@
+"""Per-cell efficiency of the seed-depth protocol and its projected wall time: cnnlab vs a
+plain PyTorch loop, both against the machine's GEMM peak.
+
+For every cell of the ``seed-depth`` preset (VGG blocks 1-5 x conv layers 1-3, width 32,
+batch 128, no augmentation, Adam 1e-3) this trains on a slice of CIFAR-10 and measures:
+
+- cnnlab's training images/s (``cnnlab.fit`` with the preset's config; ``--threads`` 1 by
+  default, as in the sweep's 2 workers x 1 thread packing), from the second of two epochs
+  so the first steps' warm-up is left out;
+- the plain loop's images/s (``throughput.py``'s reference: fp32, NCHW, a DataLoader; with
+  ``--ref-threads`` 2 by default, the way one would run the cells one after another);
+- evaluation images/s of both (a bare forward pass at the evaluation batch size);
+- each one's fraction of the GEMM peak (bf16 and fp32 measured here per thread count used):
+  forward FLOPs per image x 3 (forward + backward) x images/s / peak.
+
+It then projects the full protocol (3 repetitions x 3 epochs x 45,000 training images per
+cell, 5,000 validation images per epoch and 10,000 test images per run): cnnlab as the
+makespan of its longest-processing-time schedule over ``--workers`` parallel workers (and,
+for comparison, of the grid order it used before), the plain loop cell after cell; and
+prints both times, their ratio and the protocol's average fraction of the GEMM peak.
+
+    python benchmarks/seed_depth.py                         # all 15 cells, 2,048 images each
+    python benchmarks/seed_depth.py --cells 1x1,3x2,5x3 --limit 4096
+    python benchmarks/seed_depth.py --set train.channels_last=false
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import sys
+import time
+
+import torch
+
+import cnnlab
+from cnnlab.config import apply_overrides
+from cnnlab.data.dataset import Dataset
+from cnnlab.data.sources.synthetic import toy_dataset
+from cnnlab.experiments import load_spec
+from cnnlab.experiments.run import build_model
+from cnnlab.models.registry import count_flops
+from cnnlab.train import fit
+from cnnlab.train.checkpoint import seed_everything
+from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
+
+sys.path.insert(0, os.path.dirname(__file__))
+from throughput import SHARED, reference_epoch  # noqa: E402 - the plain loop, shared
+
+# the full protocol, per run (CIFAR-10's official 50,000 / 10,000 with a 10 % validation split)
+TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 45_000, 5_000, 10_000
+
+
+def gemm_peak(dtype: torch.dtype, threads: int, n: int = 2048, reps: int = 3) -> float:
+    """Best FLOP/s of an (n x n) @ (n x n) matrix product on ``threads`` threads."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(dtype)
+    b = torch.randn(n, n, generator=g).to(dtype)
+    torch.mm(a, b)  # warm-up: packing buffers, kernel selection
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def eval_ips(model: torch.nn.Module, images: torch.Tensor, batch: int,
+             amp: torch.dtype | None, channels_last: bool) -> float:
+    """Images/s of a bare forward pass in eval mode over ``images`` (N, C, H, W float)."""
+    model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = images.contiguous(memory_format=fmt)
+    with torch.no_grad(), torch.autocast("cpu", dtype=amp or torch.bfloat16,
+                                         enabled=amp is not None):
+        model(x[:batch])  # warm-up
+        t0 = time.perf_counter()
+        for i in range(0, len(x), batch):
+            model(x[i:i + batch])
+    return len(x) / (time.perf_counter() - t0)
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """Wall time of running ``durations`` in the given order, each on the first free worker."""
+    free = [0.0] * workers  # heap of the times the workers become free
+    for d in durations:
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
+
+
+def parse_cells(text: str) -> set[tuple[int, int]] | None:
+    """"1x1,5x3" -> {(1, 1), (5, 3)}; "" -> None (every cell)."""
+    if not text:
+        return None
+    try:
+        return {tuple(int(v) for v in c.lower().split("x")) for c in text.split(",")}
+    except ValueError:
+        raise SystemExit(f"--cells: expected BLOCKSxLAYERS items like 1x1,5x3, "
+                         f"got {text!r}") from None
+
+
+def load_data(path: str, limit: int, eval_limit: int) -> tuple[Dataset, str]:
+    if os.path.exists(path):
+        ds = cnnlab.load_dataset(f"folder:{path}", test_fraction=0.2, split_seed=0)
+        source = "CIFAR-10 JPEGs"
+    else:
+        ds = toy_dataset(n=limit + eval_limit, size=32, channels=3, classes=10, test=eval_limit)
+        source = "synthetic 32x32 images (../shared/data not found)"
+    train = ds.train.subset(torch.arange(min(limit, len(ds.train))))
+    test = ds.test.subset(torch.arange(min(eval_limit, len(ds.test))))
+    return Dataset("slice", train, test=test), (
+        f"{source}, first {len(train)} training images, {len(test)} for evaluation")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=SHARED, help="CIFAR-10 image-folder archive")
+    p.add_argument("--limit", type=int, default=2048, help="training images per measurement")
+    p.add_argument("--eval-limit", type=int, default=1024, help="images for evaluation speed")
+    p.add_argument("--cells", default="", help="only these cells, e.g. 1x1,5x3 (default all)")
+    p.add_argument("--threads", type=int, default=1, help="threads of each cnnlab worker")
+    p.add_argument("--workers", type=int, default=2, help="cnnlab's parallel workers")
+    p.add_argument("--ref-threads", type=int, default=2, help="threads of the plain loop")
+    p.add_argument("--no-ref", action="store_true", help="skip the plain loop")
+    p.add_argument("--set", action="append", default=[], dest="overrides",
+                   help="extra cnnlab config overrides, e.g. train.channels_last=false")
+    args = p.parse_args()
+    wanted = parse_cells(args.cells)
+    spec = load_spec("seed-depth")
+    cells = [c for c in spec.cells()
+             if wanted is None or (c.params["model.blocks"], c.params["model.layers"]) in wanted]
+    if not cells:
+        raise SystemExit(f"--cells {args.cells!r} matches no seed-depth cell (1x1 .. 5x3)")
+    ds, source = load_data(args.data, args.limit, args.eval_limit)
+    mean, std = ds.train.mean_std()
+    # evaluation inputs, normalized as both loops do: (N, C, H, W) float
+    m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    x_eval = (ds.test.images.permute(0, 3, 1, 2).float() / 255 - m) / s
+
+    device = resolve_device("cpu")
+    base = apply_overrides(spec.base_config(), args.overrides) if args.overrides \
+        else spec.base_config()
+    amp = resolve_precision(base.train.precision, device)
+    cl = resolve_channels_last(base.train.channels_last, device)
+    peak_dtype = amp or torch.float32
+    dname = {torch.bfloat16: "bf16", torch.float32: "fp32"}
+    keys = [(dt, t) for dt in (torch.bfloat16, torch.float32)
+            for t in sorted({args.threads, args.ref_threads})]
+    peaks = {k: gemm_peak(*k) for k in keys}
+    print(f"data: {source}; torch {torch.__version__}; cnnlab {dname[peak_dtype]} autocast"
+          f"={amp is not None}, channels_last={cl}, {args.threads} thread(s) x "
+          f"{args.workers} workers; plain loop fp32 NCHW, {args.ref_threads} thread(s)")
+    rows = []
+    for cell in cells:
+        name = f"{cell.params['model.blocks']}x{cell.params['model.layers']}"
+        cfg = apply_overrides(spec.run_config(cell, 0), {
+            "data.val_fraction": 0.0, "train.epochs": 2, "train.threads": args.threads,
+            "train.device": "cpu", "train.quiet": True, "train.checkpoint_every": 0})
+        if args.overrides:
+            cfg = apply_overrides(cfg, args.overrides)
+        torch.set_num_threads(args.threads)
+        seed_everything(cfg.train.seed)
+        model = build_model(cfg, ds)
+        flops = count_flops(model, 32, 3)  # forward, per image
+        result = fit(model, ds, cfg, progress=False)
+        row = {"cell": name, "flops": flops,
+               "ips": result.history[-1]["images_per_s"],  # the second epoch: warm
+               "eval": eval_ips(result.model, x_eval, cfg.data.eval_batch_size, amp, cl)}
+        if not args.no_ref:
+            torch.set_num_threads(args.ref_threads)
+            seed_everything(cfg.train.seed)
+            plain = build_model(cfg, ds)
+            warm = Dataset("warm", ds.train.subset(torch.arange(256)), test=ds.test)
+            reference_epoch(plain, warm, mean, std, device, 128, 1e-3, augment=False)
+            row["ref_ips"], _ = reference_epoch(plain, ds, mean, std, device, 128, 1e-3,
+                                                augment=False)
+            row["ref_eval"] = eval_ips(plain, x_eval, cfg.data.eval_batch_size, None, False)
+        rows.append(row)
+        print(f"  {name}: cnnlab {row['ips']:.0f} img/s, plain {row.get('ref_ips', 0):.0f}")
+        sys.stdout.flush()
+        # the peak is the best seen: on a shared machine one sample may run beside others
+        peaks = {k: max(v, gemm_peak(*k)) for k, v in peaks.items()}
+    print("GEMM peak (2048^3, best of the samples taken between cells): " + ", ".join(
+        f"{dname[dt]} {t} thread(s) {v / 1e9:.0f} GFLOP/s" for (dt, t), v in peaks.items()))
+    print()
+    head = (f"{'cell':>5} {'MFLOP':>7} | {'cnnlab':>7} {'eval':>7} {'peak%':>6} | "
+            f"{'plain':>7} {'eval':>7} {'peak%':>6} | {'ratio':>5}")
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        frac = 3 * r["flops"] * r["ips"] / peaks[(peak_dtype, args.threads)]
+        ref = ""
+        if not args.no_ref:
+            r_frac = 3 * r["flops"] * r["ref_ips"] / peaks[(torch.float32, args.ref_threads)]
+            ref = (f"{r['ref_ips']:7.0f} {r['ref_eval']:7.0f} {100 * r_frac:5.1f}% | "
+                   f"{r['ips'] / r['ref_ips']:5.2f}")
+        print(f"{r['cell']:>5} {r['flops'] / 1e6:7.1f} | {r['ips']:7.0f} {r['eval']:7.0f} "
+              f"{100 * frac:5.1f}% | {ref}")
+    project(rows, spec.reps, spec.base_config().train.epochs, args, peaks, peak_dtype)
+
+
+def run_seconds(ips: float, eval_ips_: float, epochs: int) -> float:
+    """One run of the full protocol: training plus validation each epoch plus the test."""
+    return epochs * TRAIN_IMAGES / ips + (epochs * VAL_IMAGES + TEST_IMAGES) / eval_ips_
+
+
+def project(rows: list[dict], reps: int, epochs: int, args, peaks: dict,
+            peak_dtype: torch.dtype) -> None:
+    flops = sum(reps * r["flops"] * (epochs * (3 * TRAIN_IMAGES + VAL_IMAGES) + TEST_IMAGES)
+                for r in rows)
+    runs = [run_seconds(r["ips"], r["eval"], epochs) for r in rows for _ in range(reps)]
+    lpt = makespan(sorted(runs, reverse=True), args.workers)
+    grid = makespan(runs, args.workers)
+    cores = args.workers * args.threads
+    frac = flops / lpt / (peaks[(peak_dtype, args.threads)] * args.workers)
+    print(f"\nprojected protocol ({len(rows)} cell(s) x {reps} reps x {epochs} epochs x "
+          f"{TRAIN_IMAGES:,} images + evaluation; {flops / 1e15:.2f} PFLOP):")
+    print(f"  cnnlab, {args.workers} workers x {args.threads} thread(s), LPT order : "
+          f"{lpt:7.0f} s  ({100 * frac:.0f} % of the GEMM peak of {cores} core(s); "
+          f"grid order {grid:.0f} s, busy-time lower bound {sum(runs) / args.workers:.0f} s)")
+    if args.no_ref:
+        return
+    plain = sum(run_seconds(r["ref_ips"], r["ref_eval"], epochs) for r in rows for _ in
+                range(reps))
+    p_frac = flops / plain / peaks[(torch.float32, args.ref_threads)]
+    print(f"  plain loop, cell after cell, {args.ref_threads} thread(s)  : {plain:7.0f} s  "
+          f"({100 * p_frac:.0f} % of the fp32 GEMM peak of {args.ref_threads} thread(s))")
+    print(f"  ratio: cnnlab {plain / lpt:.2f}x faster than the plain loop")
+
+
+if __name__ == "__main__":
+    main()
