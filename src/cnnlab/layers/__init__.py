@@ -33,11 +33,13 @@ from cnnlab.layers.norm import (
     default_groups,
     standardize_weight,
 )
+from cnnlab.layers.pool import GlobalAvgPool2d
 from cnnlab.layers.residual import Residual, projection_shortcut
 
 __all__ = [
     "BatchChannelNorm", "Cutout", "DropConnect", "DropConnectConv2d", "DropConnectLinear",
-    "DropPath", "Dropout", "EstimatedBatchNorm2d", "GroupNorm", "InstanceNorm", "LayerNorm",
+    "DropPath", "Dropout", "EstimatedBatchNorm2d", "GlobalAvgPool2d", "GroupNorm",
+    "InstanceNorm", "LayerNorm",
     "LayerNorm2d", "LayerNormCHW", "Residual", "SpatialDropout", "WSConv2d", "cutout",
     "default_groups", "drop_connect", "drop_path", "dropout", "get_act_layer",
     "get_conv_layer", "get_norm_layer", "norm_names", "projection_shortcut", "register_norm",

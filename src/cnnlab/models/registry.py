@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError, close_matches, did_you_mean
+from cnnlab.layers.pool import GlobalAvgPool2d
 from cnnlab.utils.params import count_params
 
 
@@ -432,7 +433,7 @@ class ImageClassifier(nn.Module):
             raise ModelError(f"num_classes must be >= 0 and in_chans >= 1, got {num_classes} "
                              f"and {in_chans}")
         self.num_classes, self.in_chans, self.min_input = num_classes, in_chans, min_input
-        self.pool: nn.Module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+        self.pool: nn.Module = nn.Sequential(GlobalAvgPool2d(), nn.Flatten(1))
         self.pre_logits: nn.Module = nn.Identity()
         self.head_drop: nn.Module = nn.Identity()
         self.fc: nn.Module = nn.Identity()
