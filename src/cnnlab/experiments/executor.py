@@ -374,8 +374,16 @@ def _order_line(tasks: list[Task]) -> str:
         return "order: grid order (no cost estimates)"
     unknown = len(tasks) - len(known)
     rest = f"; {unknown} run(s) of unknown cost first" if unknown else ""
-    return (f"order: largest estimated cost first ({sum(known) / 1e12:.3g} TFLOP in all, "
-            f"runs of {min(known) / 1e12:.3g} to {max(known) / 1e12:.3g} TFLOP{rest})")
+    return (f"order: largest estimated cost first ({_flop_text(sum(known))} in all, runs of "
+            f"{_flop_text(min(known))} to {_flop_text(max(known))}{rest})")
+
+
+def _flop_text(flops: float) -> str:
+    """``1.4e15`` -> ``"1.4 PFLOP"``."""
+    for div, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if flops >= div:
+            return f"{flops / div:.3g} {prefix}FLOP"
+    return f"{flops:.3g} FLOP"
 
 
 def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
