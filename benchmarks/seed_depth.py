@@ -6,7 +6,9 @@ batch 128, no augmentation, Adam 1e-3) this trains on a slice of CIFAR-10 and me
 
 - cnnlab's training images/s (``cnnlab.fit`` with the preset's config; ``--threads`` 1 by
   default, as in the sweep's 2 workers x 1 thread packing), from the second of two epochs
-  so the first steps' warm-up is left out;
+  so the first steps' warm-up is left out; beside it ("/cpu-s") the images per second of
+  this process's CPU time, which is what a single-threaded run does on a core of its own:
+  far above the wall-clock figure, the machine was busy with other work;
 - the plain loop's images/s (``throughput.py``'s reference: fp32, NCHW, a DataLoader; with
   ``--ref-threads`` 2 by default, the way one would run the cells one after another);
 - evaluation images/s of both (a bare forward pass at the evaluation batch size);
@@ -41,7 +43,7 @@ from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.experiments import load_spec
 from cnnlab.experiments.run import build_model
 from cnnlab.models.registry import count_flops
-from cnnlab.train import fit
+from cnnlab.train import Callback, fit
 from cnnlab.train.checkpoint import seed_everything
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 
@@ -52,8 +54,10 @@ from throughput import SHARED, reference_epoch  # noqa: E402 - the plain loop, s
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 45_000, 5_000, 10_000
 
 
-def gemm_peak(dtype: torch.dtype, threads: int, n: int = 2048, reps: int = 3) -> float:
-    """Best FLOP/s of an (n x n) @ (n x n) matrix product on ``threads`` threads."""
+def gemm_peak(dtype: torch.dtype, threads: int, n: int = 2048, reps: int = 3,
+              clock=time.perf_counter) -> float:
+    """Best FLOP/s of an (n x n) @ (n x n) matrix product on ``threads`` threads, timed by
+    ``clock`` (``time.process_time`` with one thread: the speed on a core of its own)."""
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(dtype)
@@ -61,9 +65,9 @@ def gemm_peak(dtype: torch.dtype, threads: int, n: int = 2048, reps: int = 3) ->
     torch.mm(a, b)  # warm-up: packing buffers, kernel selection
     best = float("inf")
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return 2 * n**3 / best
 
 
@@ -81,6 +85,20 @@ def eval_ips(model: torch.nn.Module, images: torch.Tensor, batch: int,
         for i in range(0, len(x), batch):
             model(x[i:i + batch])
     return len(x) / (time.perf_counter() - t0)
+
+
+class EpochCPUTime(Callback):
+    """This process's CPU seconds of each epoch: with one thread, images per CPU-second is
+    what the run would do on a core of its own (a check on a machine others share)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, trainer, epoch: int) -> None:
+        self._t0 = time.process_time()
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None:
+        self.seconds.append(time.process_time() - self._t0)  # training (no validation here)
 
 
 def makespan(durations: list[float], workers: int) -> float:
@@ -150,6 +168,7 @@ def main() -> None:
     keys = [(dt, t) for dt in (torch.bfloat16, torch.float32)
             for t in sorted({args.threads, args.ref_threads})]
     peaks = {k: gemm_peak(*k) for k in keys}
+    cpu_peak = gemm_peak(peak_dtype, 1, clock=time.process_time)  # one core, CPU time
     print(f"data: {source}; torch {torch.__version__}; cnnlab {dname[peak_dtype]} autocast"
           f"={amp is not None}, channels_last={cl}, {args.threads} thread(s) x "
           f"{args.workers} workers; plain loop fp32 NCHW, {args.ref_threads} thread(s)")
@@ -165,9 +184,12 @@ def main() -> None:
         seed_everything(cfg.train.seed)
         model = build_model(cfg, ds)
         flops = count_flops(model, 32, 3)  # forward, per image
-        result = fit(model, ds, cfg, progress=False)
+        cpu = EpochCPUTime()
+        result = fit(model, ds, cfg, progress=False, callbacks=[cpu])
+        images = len(ds.train) // cfg.data.batch_size * cfg.data.batch_size  # drop_last
         row = {"cell": name, "flops": flops,
                "ips": result.history[-1]["images_per_s"],  # the second epoch: warm
+               "cpu_ips": images / cpu.seconds[-1],
                "eval": eval_ips(result.model, x_eval, cfg.data.eval_batch_size, amp, cl)}
         if not args.no_ref:
             torch.set_num_threads(args.ref_threads)
@@ -183,22 +205,27 @@ def main() -> None:
         sys.stdout.flush()
         # the peak is the best seen: on a shared machine one sample may run beside others
         peaks = {k: max(v, gemm_peak(*k)) for k, v in peaks.items()}
+        cpu_peak = max(cpu_peak, gemm_peak(peak_dtype, 1, clock=time.process_time))
     print("GEMM peak (2048^3, best of the samples taken between cells): " + ", ".join(
-        f"{dname[dt]} {t} thread(s) {v / 1e9:.0f} GFLOP/s" for (dt, t), v in peaks.items()))
+        f"{dname[dt]} {t} thread(s) {v / 1e9:.0f} GFLOP/s" for (dt, t), v in peaks.items())
+        + f"; {dname[peak_dtype]} 1 thread per CPU-second {cpu_peak / 1e9:.0f} GFLOP/s")
     print()
     head = (f"{'cell':>5} {'MFLOP':>7} | {'cnnlab':>7} {'eval':>7} {'peak%':>6} | "
-            f"{'plain':>7} {'eval':>7} {'peak%':>6} | {'ratio':>5}")
+            f"{'/cpu-s':>7} {'peak%':>6}")
+    if not args.no_ref:
+        head += f" | {'plain':>7} {'eval':>7} {'peak%':>6} | {'ratio':>5}"
     print(head + "\n" + "-" * len(head))
     for r in rows:
         frac = 3 * r["flops"] * r["ips"] / peaks[(peak_dtype, args.threads)]
         ref = ""
         if not args.no_ref:
             r_frac = 3 * r["flops"] * r["ref_ips"] / peaks[(torch.float32, args.ref_threads)]
-            ref = (f"{r['ref_ips']:7.0f} {r['ref_eval']:7.0f} {100 * r_frac:5.1f}% | "
+            ref = (f" | {r['ref_ips']:7.0f} {r['ref_eval']:7.0f} {100 * r_frac:5.1f}% | "
                    f"{r['ips'] / r['ref_ips']:5.2f}")
+        cpu_frac = 3 * r["flops"] * r["cpu_ips"] / cpu_peak
         print(f"{r['cell']:>5} {r['flops'] / 1e6:7.1f} | {r['ips']:7.0f} {r['eval']:7.0f} "
-              f"{100 * frac:5.1f}% | {ref}")
-    project(rows, spec.reps, spec.base_config().train.epochs, args, peaks, peak_dtype)
+              f"{100 * frac:5.1f}% | {r['cpu_ips']:7.0f} {100 * cpu_frac:5.1f}%{ref}")
+    project(rows, spec.reps, spec.base_config().train.epochs, args, peaks, peak_dtype, cpu_peak)
 
 
 def run_seconds(ips: float, eval_ips_: float, epochs: int) -> float:
@@ -207,7 +234,7 @@ def run_seconds(ips: float, eval_ips_: float, epochs: int) -> float:
 
 
 def project(rows: list[dict], reps: int, epochs: int, args, peaks: dict,
-            peak_dtype: torch.dtype) -> None:
+            peak_dtype: torch.dtype, cpu_peak: float) -> None:
     flops = sum(reps * r["flops"] * (epochs * (3 * TRAIN_IMAGES + VAL_IMAGES) + TEST_IMAGES)
                 for r in rows)
     runs = [run_seconds(r["ips"], r["eval"], epochs) for r in rows for _ in range(reps)]
@@ -220,6 +247,12 @@ def project(rows: list[dict], reps: int, epochs: int, args, peaks: dict,
     print(f"  cnnlab, {args.workers} workers x {args.threads} thread(s), LPT order : "
           f"{lpt:7.0f} s  ({100 * frac:.0f} % of the GEMM peak of {cores} core(s); "
           f"grid order {grid:.0f} s, busy-time lower bound {sum(runs) / args.workers:.0f} s)")
+    if args.threads == 1:  # each worker on a core of its own: the CPU-time figures
+        runs = [run_seconds(r["cpu_ips"], r["eval"], epochs) for r in rows for _ in range(reps)]
+        idle = makespan(sorted(runs, reverse=True), args.workers)
+        print(f"  cnnlab as above, on otherwise idle cores    : {idle:7.0f} s  "
+              f"({100 * flops / idle / (cpu_peak * args.workers):.0f} % of the CPU-time GEMM "
+              f"peak; training at images per CPU-second, evaluation as measured)")
     if args.no_ref:
         return
     plain = sum(run_seconds(r["ref_ips"], r["ref_eval"], epochs) for r in rows for _ in
