@@ -57,6 +57,11 @@ _STEP_HOOKS = ("on_batch_begin", "on_loss", "on_after_step", "on_batch_end")
 _SEED_KEYS = {"train.seed", "train.quiet"}  # may differ between the stacked repetitions
 
 
+class StackingRefused(TrainingError):
+    """These repetitions cannot train as one stacked job (train them one by one); raised
+    before anything is written."""
+
+
 class StackedInfo(Callback):
     """Puts ``stacked_reps`` (how many repetitions shared the stacked job) in the summary."""
 
@@ -126,7 +131,7 @@ class StackedTrainer:
         self.trainers = list(trainers)
         why = trainer_problem(self.trainers)
         if why:
-            raise TrainingError(f"cannot stack these repetitions: {why}")
+            raise StackingRefused(f"cannot stack these repetitions: {why}")
         self.check_every = max(1, check_every)
         self.device = self.trainers[0].device
         cfg = self.trainers[0].config
@@ -152,7 +157,7 @@ class StackedTrainer:
         ts = [self.trainers[i] for i in live]
         steps = {t.step for t in ts}
         if len(steps) > 1:
-            raise TrainingError(f"cannot stack repetitions at different steps {sorted(steps)}; "
+            raise StackingRefused(f"cannot stack repetitions at different steps {sorted(steps)}; "
                                 "resume them one by one")
         self.step = ts[0].step
         self.R = len(ts)
@@ -210,11 +215,11 @@ class StackedTrainer:
                 vmap(self._forward, randomness="error")(self.params, scratch, x)
         except RuntimeError as e:
             if "random" in str(e):
-                raise TrainingError(
+                raise StackingRefused(
                     "cannot stack these repetitions exactly: the model draws random numbers in "
                     "training (dropout or drop-path), whose masks could not come from each "
                     "repetition's seed; train them separately (or pass exact=False)") from None
-            raise TrainingError(f"cannot stack this model with torch.func.vmap: "
+            raise StackingRefused(f"cannot stack this model with torch.func.vmap: "
                                 f"{str(e).splitlines()[0]}") from None
 
     def _forward(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
@@ -425,7 +430,7 @@ def fit_stacked(models: Sequence[nn.Module], data, configs: Sequence[RunConfig],
                             f"{len(models)} models, {len(configs)} configs")
     why = config_problem(list(configs))
     if why:
-        raise TrainingError(f"cannot stack these repetitions: {why}")
+        raise StackingRefused(f"cannot stack these repetitions: {why}")
     prepared = [_as_dataset(data, c) for c in configs]
     with contextlib.ExitStack() as stack:
         trainers, made = [], []  # made: (folder this call created or None, files written)
@@ -466,4 +471,5 @@ def fit_stacked(models: Sequence[nn.Module], data, configs: Sequence[RunConfig],
             raise
 
 
-__all__ = ["StackedTrainer", "config_problem", "fit_stacked", "trainer_problem"]
+__all__ = ["StackedTrainer", "StackingRefused", "config_problem", "fit_stacked",
+           "trainer_problem"]
