@@ -33,8 +33,9 @@ from cnnlab.train.trainer import RunResult
 STACK_CHOICES = ("auto", "on", "off")
 # Device type -> whether a stacked cell measured faster than its repetitions one by one
 # (benchmarks/stacked.py). cpu: slower (issue 13: grouped convolutions 0.60-0.78x for cells
-# 1x1 to 5x3; benchmarks/stacked.py on a shared 2-core CPU, vgg 2x1 w16, 3 reps: ~0.7x).
-# cuda: not measured yet, so off until a measurement says otherwise.
+# 1x1 to 5x3; benchmarks/stacked.py on a shared 2-core CPU, 1 thread, vgg 2x1 width 16,
+# 3 reps, digits: 0.60x in fp32, 0.26x under bf16 autocast). cuda: not measured yet, so
+# off until a measurement says otherwise.
 STACKING_PAYS: dict[str, bool] = {"cpu": False}
 
 
