@@ -24,6 +24,9 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="sweep folder (default sweeps/NAME)")
     p.add_argument("--workers", type=int, help="runs at once (default: chosen for the machine)")
     p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--stack-reps", choices=("auto", "on", "off"), default="auto",
+                   help="train each cell's repetitions as one stacked (vmapped) model; same "
+                   "rows and run folders (auto: only on devices measured faster; default)")
     p.add_argument("--force", action="store_true", help="discard stored results and redo")
     p.add_argument("--no-report", action="store_true", help="skip the report at the end")
     p.set_defaults(func=run)
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         result = sweep(args.spec, args.out, data=args.data, overrides=overrides,
                        reps=args.reps, seed=args.seed, workers=args.workers,
                        threads=args.threads, force=args.force, report=not args.no_report,
+                       stack_reps=args.stack_reps,
                        log=(lambda *a: None) if args.quiet else print)
     except KeyboardInterrupt:
         again = shlex.join(["cnnlab", *(a for a in args.argv if a != "--force")])

@@ -122,34 +122,60 @@ class Task:
 def run_task(task: Task) -> dict:
     """Worker: train one (cell, rep); never raises, returns the row and curves."""
     start = time.perf_counter()
-    row = task.row()
     try:
         from cnnlab.experiments.run import train_run
 
         result = train_run(task.config, task.run_dir, resume="auto", progress=False)
-        s = result.summary
-        info = _run_info(task.run_dir)
-        num_classes = info.get("num_classes")
-        flops = _flops(result.model, info)
-        final = s["test_acc"] if s["test_acc"] is not None else s["final_val_acc"]
-        status = stored_status(s["status"], final, num_classes)
-        row.update({k: s.get(k) for k in (
-            "final_train_acc", "final_train_loss", "final_val_acc", "final_val_loss",
-            "test_acc", "test_loss", "best_val_acc", "best_epoch", "params", "wall_time",
-            "images_per_s", "steps", "epochs_completed", "steps_to_target")})
-        row.update(status=status, error=result.message or None, flops=flops,
-                   num_classes=num_classes)
-        curves = [{k: h.get(k) for k in CURVE_COLUMNS} for h in result.history]
+        return task_outcome(task, result)
     except BaseException as e:  # noqa: BLE001 - a crashing cell is a result, not a sweep crash
         if isinstance(e, KeyboardInterrupt):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not isinstance(e, CnnlabError):
-            msg = f"{type(e).__name__}: {msg}\n{traceback.format_exc(limit=4)}"
-        row.update(status=FAILED, error=msg, wall_time=time.perf_counter() - start)
-        curves = []
+        return failed_outcome(task, e, time.perf_counter() - start)
+
+
+def run_job(job: Task | list[Task]) -> list[dict]:
+    """Worker: one task, or the repetitions of a cell stacked (:mod:`.stacked`); a list of
+    ``{"row", "curves"}``, one per task; never raises."""
+    if isinstance(job, list):
+        from cnnlab.experiments.stacked import run_stacked_tasks
+
+        return run_stacked_tasks(job)
+    return [run_task(job)]
+
+
+def job_tasks(job: Task | list[Task]) -> list[Task]:
+    return job if isinstance(job, list) else [job]
+
+
+def task_outcome(task: Task, result) -> dict:
+    """The results-store row and curves of a finished run (a RunResult) of ``task``."""
+    row = task.row()
+    s = result.summary
+    info = _run_info(task.run_dir)
+    num_classes = info.get("num_classes")
+    flops = _flops(result.model, info)
+    final = s["test_acc"] if s["test_acc"] is not None else s["final_val_acc"]
+    status = stored_status(s["status"], final, num_classes)
+    row.update({k: s.get(k) for k in (
+        "final_train_acc", "final_train_loss", "final_val_acc", "final_val_loss",
+        "test_acc", "test_loss", "best_val_acc", "best_epoch", "params", "wall_time",
+        "images_per_s", "steps", "epochs_completed", "steps_to_target")})
+    row.update(status=status, error=result.message or None, flops=flops,
+               num_classes=num_classes)
+    curves = [{k: h.get(k) for k in CURVE_COLUMNS} for h in result.history]
     row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
     return {"row": row, "curves": curves}
+
+
+def failed_outcome(task: Task, e: BaseException, wall: float) -> dict:
+    """The row of a run that raised ``e`` (status failed, its first line as the error)."""
+    row = task.row()
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not isinstance(e, CnnlabError):
+        msg = f"{type(e).__name__}: {msg}\n{traceback.format_exc(limit=4)}"
+    row.update(status=FAILED, error=msg, wall_time=wall)
+    row["finished_at"] = _dt.datetime.now().isoformat(timespec="seconds")
+    return {"row": row, "curves": []}
 
 
 def _run_info(run_dir: str) -> dict:
@@ -317,8 +343,12 @@ def _meta_flops(model, h: int, c: int) -> int | None:
 
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
               threads: int | None = None, force: bool = False, log=print,
-              check: bool = True) -> SweepResult:
+              check: bool = True, stack_reps: str = "auto") -> SweepResult:
     """Run every (cell, rep) not yet done in ``folder`` (failed runs are tried again).
+
+    ``stack_reps`` (``auto``, ``on``, ``off``): train a cell's repetitions as one stacked
+    job (:mod:`cnnlab.experiments.stacked`; the same rows and run folders); ``auto`` only on
+    devices where a measurement showed it faster (:data:`~.stacked.STACKING_PAYS`).
 
     With ``check`` (default) the whole grid is checked first (:func:`check_sweep`): a bad
     data spec, model key, input size or device raises before the folder or its store is
@@ -352,12 +382,15 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
             skipped = total - len(tasks)
             packing = None
             if tasks:
-                packing = choose_packing(tasks[0].config, len(tasks), workers, threads)
-                log(f"sweep {spec.name}: {len(tasks)} run(s) to do, {skipped} already done; "
-                    f"{packing.reason}")
+                from cnnlab.experiments.stacked import group_tasks
+
                 tasks = order_by_cost(tasks)  # rows are keyed by (cell, rep): order is free
+                jobs, stack_note = group_tasks(tasks, stack_reps)  # a group at its first rep
+                packing = choose_packing(tasks[0].config, len(jobs), workers, threads)
+                log(f"sweep {spec.name}: {len(tasks)} run(s) to do, {skipped} already done; "
+                    f"{packing.reason}{stack_note}")
                 log(_order_line(tasks))
-                _execute(tasks, packing, store, log, total, skipped)
+                _execute(jobs, packing, store, log, total, skipped)
             else:
                 log(f"sweep {spec.name}: all {total} runs already done (use --force to redo)")
             runs = store.runs(spec.name)
@@ -386,7 +419,7 @@ def _flop_text(flops: float) -> str:
     return f"{flops:.3g} FLOP"
 
 
-def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, total: int,
+def _execute(tasks: list[Task | list[Task]], packing: Packing, store: ResultsStore, log, total: int,
              done_before: int) -> None:
     finished = done_before
 
@@ -405,25 +438,27 @@ def _execute(tasks: list[Task], packing: Packing, store: ResultsStore, log, tota
             try:
                 while pending or running:
                     while pending and len(running) < packing.workers:
-                        task = pending.pop()
-                        running[pool.submit(run_task, task)] = task
+                        job = pending.pop()
+                        running[pool.submit(run_job, job)] = job
                     complete, _ = wait(running, return_when=FIRST_COMPLETED)
                     for fut in complete:
                         try:
-                            out = fut.result()
+                            outs = fut.result()
                         except BrokenProcessPool:
-                            raise  # the task stays in `running`: recorded below
+                            raise  # the job stays in `running`: recorded below
                         except Exception as e:  # noqa: BLE001 - pickling or worker error
                             error = f"{type(e).__name__}: {e}"
-                            out = {"row": running[fut].row(status=FAILED, error=error),
-                                   "curves": []}
+                            outs = [{"row": t.row(status=FAILED, error=error), "curves": []}
+                                    for t in job_tasks(running[fut])]
                         del running[fut]
-                        record(out["row"], out["curves"])
+                        for out in outs:
+                            record(out["row"], out["curves"])
             except BrokenProcessPool:
                 # a worker died hard (e.g. out of memory): record the runs it held, go on
-                for task in running.values():
-                    record(task.row(status=FAILED,
-                                    error="worker process died (out of memory or killed)"), [])
+                for job in running.values():
+                    for task in job_tasks(job):
+                        record(task.row(status=FAILED, error="worker process died (out of "
+                                        "memory or killed)"), [])
 
 
 def _log_row(log, row: dict, finished: int, total: int) -> None:
