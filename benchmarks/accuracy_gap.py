@@ -44,6 +44,7 @@ from throughput import (  # noqa: E402 - the benchmarks directory is not a packa
     cnnlab_config,
     load_data,
     model_factory,
+    random_subset,
 )
 
 from cnnlab.data.augment import build_pipeline  # noqa: E402
@@ -121,8 +122,8 @@ def main() -> None:
     device = resolve_device(args.device)
     ds, source = load_data(args.data, args.limit)
     if args.test_limit and args.test_limit < len(ds.test):
-        ds.test = ds.test.subset(torch.arange(args.test_limit))
-        source += f", first {args.test_limit} held-out images"
+        ds.test = ds.test.subset(random_subset(len(ds.test), args.test_limit))
+        source += f", {args.test_limit} random held-out images"
     mean, std = ds.train.mean_std()
     bf16 = resolve_precision("auto", device) == torch.bfloat16
     print(f"data: {source}; device {device}; {torch.get_num_threads()} threads; "

@@ -281,9 +281,16 @@ def load_data(path: str, limit: int):
         ds = toy_dataset(n=10000, size=32, channels=3, classes=10, test=2000)
         source = "synthetic 32x32 images (../shared/data not found)"
     if limit and limit < len(ds.train):
-        ds.train = ds.train.subset(torch.arange(limit))
-        source += f", first {limit} training images"
+        ds.train = ds.train.subset(random_subset(len(ds.train), limit))
+        source += f", {limit} random training images"
     return ds, source
+
+
+def random_subset(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    """``k`` of ``n`` indices drawn at random (seeded), in ascending order.  Not the first
+    k: the folder splits are stored class by class, so the first k hold a few classes."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:k].sort().values
 
 
 def model_factory(device: torch.device, seed: int = 0):
