@@ -18,8 +18,9 @@ whole (plus channels_last and the fused Adam kernel) and includes that chance.
 
 Prints each variant's mean +- std of held-out accuracy, the two main effects (precision:
 bf16 - fp32 averaged over the loaders; pipeline: cnnlab - plain averaged over the
-precisions) with their standard errors over seeds, and a verdict line: an effect explains
-the gap when it is more than 2 standard errors from 0.
+precisions) with their standard errors over seeds (paired by seed), and a verdict line:
+the gap is chance when it lies within 2 standard errors of 0; otherwise the main effects
+beyond 2 standard errors with the gap's sign explain it.
 
     python benchmarks/accuracy_gap.py --seeds 5                # 5 seeds, all 40,000 images
     python benchmarks/accuracy_gap.py --seeds 3 --limit 10240 --test-limit 2000  # shorter
@@ -160,22 +161,27 @@ def main() -> None:
     }
     print(f"gap cnnlab default - plain loop: {100 * gap:+.2f} +- {100 * gap_se:.2f} points "
           f"(standard error over seeds)")
-    real = []
+    real = []  # (name, effect) of the effects beyond 2 standard errors
     for name, (m, se) in both.items():
         m, se = m / 2, se / 2  # the sums above add two runs per seed
         sig = abs(m) > 2 * se
-        real += [name] if sig else []
+        real += [(name, m)] if sig else []
         print(f"effect {name}: {100 * m:+.2f} +- {100 * se:.2f} points"
               f"{'  (beyond 2 standard errors)' if sig else ''}")
     sd_plain = statistics.stdev(acc["plain fp32"])
     within = abs(statistics.fmean(acc["cnnlab bf16"]) - statistics.fmean(acc["plain fp32"])) \
         <= sd_plain
-    if real:
-        verdict = f"the gap is explained by {' and '.join(real)}"
-    elif abs(gap) > 2 * gap_se:
-        verdict = "the gap is real but neither main effect alone explains it (interaction)"
+    small = "; ".join(f"{name} is {100 * m:+.2f} points, beyond 2 standard errors"
+                      for name, m in real)
+    if abs(gap) <= 2 * gap_se:
+        verdict = (f"the gap ({100 * gap:+.2f} points) is within chance (2 standard errors = "
+                   f"{200 * gap_se:.2f})" + (f"; {small}" if small else ""))
     else:
-        verdict = "the gap is within chance: no factor is beyond 2 standard errors"
+        same_sign = [name for name, m in real if m * gap > 0]
+        verdict = (f"the gap ({100 * gap:+.2f} points) is real and explained by "
+                   f"{' and '.join(same_sign)}" if same_sign else
+                   f"the gap ({100 * gap:+.2f} points) is real but no main effect explains it "
+                   "(an interaction, or chance in the data order)")
     print(f"verdict: {verdict}; cnnlab's mean is "
           f"{'within' if within else 'NOT within'} one standard deviation of the plain "
           f"loop's ({100 * sd_plain:.2f} points)")

@@ -323,7 +323,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=SHARED, help="CIFAR-10 image-folder archive")
     p.add_argument("--limit", type=int, default=None,
-                   help="training images (0 = all; default all, 5120 with --quick)")
+                   help="training images (0 = all; default all, 6400 with --quick)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
@@ -342,7 +342,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], dest="overrides",
                    help="extra cnnlab config overrides, e.g. train.precision=fp32")
     args = p.parse_args()
-    limit = args.limit if args.limit is not None else (5120 if args.quick else 0)
+    limit = args.limit if args.limit is not None else (6400 if args.quick else 0)
     compile_on = (args.compile or ("off" if args.quick else "on")) == "on"
     seconds = args.bare_seconds if args.bare_seconds is not None else (2 if args.quick else 8)
     min_windows = 2 if args.quick else 4
