@@ -462,6 +462,10 @@ def main() -> None:
     if plain is not None:
         print(f"                    plain  {of_peak(plain.best, 'fp32')}")
     print("                    (training FLOPs = 3 x count_flops' forward FLOPs per image)")
+    if max(r * train_flops / 1e9 / peak[q] for r, q in
+           ((ours.best, prec), (best_rate.best, best.precision))) > 1:
+        print("warning           : a fraction above 1 means the GEMM peak was measured while "
+              "other work loaded the machine; rerun it quiet, or with --threads 1 --clock cpu")
 
 
 if __name__ == "__main__":
