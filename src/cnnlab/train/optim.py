@@ -49,6 +49,16 @@ class SGDW(torch.optim.SGD):
         return super().step(closure)
 
 
+def _fused_ok(model: nn.Module) -> bool:
+    """Whether Adam's fused kernel can take every parameter: one update kernel for all of
+    them instead of a dozen elementwise ops per tensor (measured 0.29 against 0.94 ms per
+    step for the 288k parameters of the 3x2 VGG on one CPU thread; same formula, rounding
+    aside).  CPU and CUDA floating-point parameters only."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point()
+                                for p in params)
+
+
 def decay_mode(cfg: OptimConfig) -> str:
     if cfg.decay_mode != "auto":
         return cfg.decay_mode
@@ -69,7 +79,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer
                                nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name in ("adam", "adamw"):
         cls = torch.optim.AdamW if mode == "decoupled" else torch.optim.Adam
-        return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+        return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=_fused_ok(model))
     raise ConfigError(f"unknown optimizer '{cfg.name}'; choose sgd, adam or adamw")
 
 
