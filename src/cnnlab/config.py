@@ -34,7 +34,7 @@ class DataConfig:
     root: str = ""  # cache/data folder override ("" = default)
     resize: int = 0  # square side to resize to, for folders of mixed sizes (0 = keep)
     skip_bad: bool = False  # folder sources: skip unreadable image files with a warning
-    limit: int = 0  # keep the first N training images, for quick runs (0 = all)
+    limit: int = 0  # keep N training images drawn with split_seed, for quick runs (0 = all)
     train_size: int = 0  # seeded, class-stratified subset of N training images (0 = all)
     label_noise: float = 0.0  # share of training labels replaced by a random class (0..1)
     label_noise_to: str = "other"  # other: never the true class; any: all K (1.0 = random labels)

@@ -323,3 +323,17 @@ def test_non_image_files_beside_the_images_are_ignored(tmp_path):
     (root / "cat" / "README.md").write_text("# cats\n")
     ds = _load(root)
     assert ds.classes == ["cat", "dog"] and len(ds.train) == 6  # the same six images
+
+
+def test_data_limit_draws_across_classes(tmp_path):
+    """Folder splits are stored class by class: data.limit must not keep the first class only."""
+    from cnnlab.config import RunConfig
+    from cnnlab.train.run import prepare_data
+
+    for c in range(3):
+        for i in range(8):
+            _png(tmp_path / "t" / f"c{c}" / f"{i}.png", (80 * c, 10 * i, 0))
+    cfg = RunConfig().set(**{"data.spec": f"folder:{tmp_path / 't'}", "data.test_fraction": 0.0,
+                             "data.val_fraction": 0.0, "data.limit": 6})
+    ds = prepare_data(cfg)
+    assert len(ds.train) == 6 and len(ds.train.labels.unique()) > 1

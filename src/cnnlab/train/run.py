@@ -54,7 +54,10 @@ def prepare_data(cfg: RunConfig) -> Dataset:
                           test_fraction=d.test_fraction, split_seed=d.split_seed,
                           resize=d.resize, skip_bad=d.skip_bad)
         if d.limit and d.limit < len(ds.train):
-            ds.train = ds.train.subset(torch.arange(d.limit))
+            # a seeded draw, not the first N: folder sources store their splits class by class
+            g = torch.Generator().manual_seed(d.split_seed)
+            keep = torch.randperm(len(ds.train), generator=g)[:d.limit].sort().values
+            ds.train = ds.train.subset(keep)
         ds, _ = apply_treatments(ds, d)
         _DATA_CACHE.clear()  # keep one dataset in memory at a time
         _DATA_CACHE[key] = ds
