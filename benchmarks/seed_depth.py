@@ -48,27 +48,17 @@ from cnnlab.train.checkpoint import seed_everything
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 
 sys.path.insert(0, os.path.dirname(__file__))
+from machine import gemm_peak  # noqa: E402
 from throughput import SHARED, reference_epoch  # noqa: E402 - the plain loop, shared
 
 # the full protocol, per run (CIFAR-10's official 50,000 / 10,000 with a 10 % validation split)
 TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 45_000, 5_000, 10_000
 
 
-def gemm_peak(dtype: torch.dtype, threads: int, n: int = 2048, reps: int = 3,
-              clock=time.perf_counter) -> float:
-    """Best FLOP/s of an (n x n) @ (n x n) matrix product on ``threads`` threads, timed by
-    ``clock`` (``time.process_time`` with one thread: the speed on a core of its own)."""
+def peak_at(dtype: torch.dtype, threads: int, clock=time.perf_counter) -> float:
+    """The GEMM peak (FLOP/s) on ``threads`` threads."""
     torch.set_num_threads(threads)
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(dtype)
-    b = torch.randn(n, n, generator=g).to(dtype)
-    torch.mm(a, b)  # warm-up: packing buffers, kernel selection
-    best = float("inf")
-    for _ in range(reps):
-        t0 = clock()
-        torch.mm(a, b)
-        best = min(best, clock() - t0)
-    return 2 * n**3 / best
+    return gemm_peak(dtype, clock=clock)
 
 
 def eval_ips(model: torch.nn.Module, images: torch.Tensor, batch: int,
@@ -167,8 +157,8 @@ def main() -> None:
     dname = {torch.bfloat16: "bf16", torch.float32: "fp32"}
     keys = [(dt, t) for dt in (torch.bfloat16, torch.float32)
             for t in sorted({args.threads, args.ref_threads})]
-    peaks = {k: gemm_peak(*k) for k in keys}
-    cpu_peak = gemm_peak(peak_dtype, 1, clock=time.process_time)  # one core, CPU time
+    peaks = {k: peak_at(*k) for k in keys}
+    cpu_peak = peak_at(peak_dtype, 1, clock=time.process_time)  # one core, CPU time
     print(f"data: {source}; torch {torch.__version__}; cnnlab {dname[peak_dtype]} autocast"
           f"={amp is not None}, channels_last={cl}, {args.threads} thread(s) x "
           f"{args.workers} workers; plain loop fp32 NCHW, {args.ref_threads} thread(s)")
@@ -204,8 +194,8 @@ def main() -> None:
         print(f"  {name}: cnnlab {row['ips']:.0f} img/s, plain {row.get('ref_ips', 0):.0f}")
         sys.stdout.flush()
         # the peak is the best seen: on a shared machine one sample may run beside others
-        peaks = {k: max(v, gemm_peak(*k)) for k, v in peaks.items()}
-        cpu_peak = max(cpu_peak, gemm_peak(peak_dtype, 1, clock=time.process_time))
+        peaks = {k: max(v, peak_at(*k)) for k, v in peaks.items()}
+        cpu_peak = max(cpu_peak, peak_at(peak_dtype, 1, clock=time.process_time))
     print("GEMM peak (2048^3, best of the samples taken between cells): " + ", ".join(
         f"{dname[dt]} {t} thread(s) {v / 1e9:.0f} GFLOP/s" for (dt, t), v in peaks.items())
         + f"; {dname[peak_dtype]} 1 thread per CPU-second {cpu_peak / 1e9:.0f} GFLOP/s")

@@ -37,24 +37,19 @@ from pathlib import Path
 from cnnlab.cli import main as cli_main
 from cnnlab.data.sources import folder
 
+sys.path.insert(0, os.path.dirname(__file__))
+import machine  # noqa: E402 - shared by the benchmarks
+
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-train.tar.gz"
 
 
 def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo and the cores this process may use."""
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The CPU model and the cores this process may use."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
         cores = os.cpu_count() or 1
-    return f"{model}, {cores} cores usable"
+    return f"{machine.cpu_name()}, {cores} cores usable"
 
 
 # -- the reference: the lean sequential reader cnnlab used before tarfile -------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,9 @@ from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
 from cnnlab.train.hardware import cpu_flags, resolve_device
+
+sys.path.insert(0, os.path.dirname(__file__))
+from machine import cpu_name, gemm_peak  # noqa: E402 - shared by the benchmarks
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
                       "cifar10-train.tar.gz")
@@ -243,37 +247,6 @@ class StepClock(Callback):
         return Rate(max(r), statistics.median(r), statistics.fmean(r))
 
 
-# ---------------------------------------------------------------- GEMM peak
-def gemm_peak(dtype: torch.dtype, sizes: list[int], reps: int, device: torch.device) -> float:
-    """Best GFLOP/s of ``torch.mm`` of two n x n matrices (2 n^3 FLOPs) over ``sizes``."""
-    best = 0.0
-    g = torch.Generator(device=device).manual_seed(0)
-    for n in sizes:
-        a = torch.randn(n, n, generator=g, device=device).to(dtype)
-        b = torch.randn(n, n, generator=g, device=device).to(dtype)
-        torch.mm(a, b)  # warm-up
-        _sync(device)
-        for _ in range(reps):
-            t = now()
-            torch.mm(a, b)
-            _sync(device)
-            best = max(best, 2 * n**3 / (now() - t) / 1e9)
-    return best
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
-
-
 # ---------------------------------------------------------------- data and models
 def load_data(path: str, limit: int):
     """(dataset, description): the CIFAR-10 JPEGs (40,000 / 10,000) or synthetic images."""
@@ -382,8 +355,8 @@ def main() -> None:
     # GEMM peak
     sizes = [2048] if args.quick else [2048, 3072, 4096]
     reps = 3 if args.quick else 5
-    peak = {"bf16": gemm_peak(torch.bfloat16, sizes, reps, device),
-            "fp32": gemm_peak(torch.float32, sizes, reps, device)}
+    peak = {"bf16": gemm_peak(torch.bfloat16, sizes, reps, device, now) / 1e9,
+            "fp32": gemm_peak(torch.float32, sizes, reps, device, now) / 1e9}
     print(f"GEMM    : bf16 {peak['bf16']:7.1f} GFLOP/s, fp32 {peak['fp32']:7.1f} GFLOP/s "
           f"(torch.mm n = {', '.join(map(str, sizes))}, best of {reps}; measured again at "
           f"the end, the higher counts)", flush=True)
@@ -437,7 +410,7 @@ def main() -> None:
               f"per-sample crop+flip)")
 
     for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        peak[name] = max(peak[name], gemm_peak(dtype, sizes, reps, device))
+        peak[name] = max(peak[name], gemm_peak(dtype, sizes, reps, device, now) / 1e9)
     print(f"GEMM    : bf16 {peak['bf16']:7.1f} GFLOP/s, fp32 {peak['fp32']:7.1f} GFLOP/s "
           f"(the higher of the two measurements)")
 
