@@ -64,6 +64,7 @@ class OptimConfig:
     decay_norm_and_bias: bool = False  # also decay norm and bias parameters (excluded by default)
     schedule: str = "constant"  # learning-rate schedule over the run
     warmup_epochs: float = 0.0  # epochs of linear warm-up (warmup-* schedules)
+    warmup_from: float = 0.0  # lr factor the warm-up starts from, in [0, 1) (the record: 0.2)
     step_epochs: float = 30.0  # period of the step schedule
     gamma: float = 0.1  # factor of the step schedule
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
@@ -383,6 +384,8 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.train.target_train_acc <= 1:
         raise ConfigError(f"train.target_train_acc must be in [0, 1] (0 = off), got "
                           f"{cfg.train.target_train_acc}")
+    if not 0 <= cfg.optim.warmup_from < 1:
+        raise ConfigError(f"optim.warmup_from must be in [0, 1), got {cfg.optim.warmup_from}")
     if not cfg.optim.norm_bias_lr_scale > 0:
         raise ConfigError(f"optim.norm_bias_lr_scale must be > 0, got "
                           f"{cfg.optim.norm_bias_lr_scale}")

@@ -94,9 +94,11 @@ def per_1024(lr: float, weight_decay: float, momentum: float, batch_size: int
 def _orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     """The nearest semi-orthogonal matrix to ``g`` (out, in), approximately: a quintic
     Newton-Schulz iteration on the singular values (coefficients of Jordan 2024, "Muon"),
-    which maps every singular value into about [0.7, 1.2] in 5 steps."""
+    which maps every singular value into about [0.7, 1.2] in 5 steps. In bf16, as Muon
+    does: the iteration tolerates it and the products are 2-3x faster on CPUs and GPUs
+    with native bf16."""
     a, b, c = 3.4445, -4.7750, 2.0315
-    x = g.float()
+    x = g.bfloat16()
     wide = x.shape[0] <= x.shape[1]
     if not wide:
         x = x.T
@@ -104,7 +106,7 @@ def _orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     for _ in range(steps):
         m = x @ x.T  # (rows, rows)
         x = a * x + (b * m + c * m @ m) @ x
-    return x if wide else x.T
+    return (x if wide else x.T).to(g.dtype)
 
 
 class MuonSGD(torch.optim.Optimizer):
@@ -220,7 +222,7 @@ def lr_factor(cfg: OptimConfig, step: int, total_steps: int, steps_per_epoch: in
         warmup = int(round(0.25 * total_steps))  # default one-cycle ramp: first quarter
     floor = cfg.min_lr_ratio
     if warmup and step < warmup:
-        return (step + 1) / warmup
+        return cfg.warmup_from + (1 - cfg.warmup_from) * (step + 1) / warmup
     t = (step - warmup) / max(1, total_steps - warmup)  # progress after warm-up, in [0, 1]
     t = min(max(t, 0.0), 1.0)
     if cfg.schedule == "constant":
