@@ -98,7 +98,8 @@ def main() -> int:
           f"{__import__('torch').get_num_threads()}")
     with_ref = REFERENCE.is_file() and not args.no_reference
     if not with_ref:
-        print(f"reference: skipped ({'--no-reference' if args.no_reference else 'not found: ' + str(REFERENCE)})")
+        why = "--no-reference" if args.no_reference else f"not found: {REFERENCE}"
+        print(f"reference: skipped ({why})")
     tmp = tempfile.TemporaryDirectory(prefix="speedrun-bench-")
     if with_ref:
         full = cnnlab.load_dataset(cfg.data.spec, test_fraction=0.2, split_seed=0)
