@@ -44,6 +44,8 @@ class DataConfig:
     # epoch flips exactly the images the previous one did not (Jordan 2024); use it instead
     # of an hflip op in data.augment
     alternating_flip: bool = False
+    low_res: int = 0  # progressive resizing: side of the training images in early epochs (0 = off)
+    low_res_epochs: int = 0  # how many first epochs train at data.low_res
 
 
 @dataclass(frozen=True)
@@ -384,6 +386,9 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.train.target_train_acc <= 1:
         raise ConfigError(f"train.target_train_acc must be in [0, 1] (0 = off), got "
                           f"{cfg.train.target_train_acc}")
+    if cfg.data.low_res < 0 or cfg.data.low_res_epochs < 0:
+        raise ConfigError(f"data.low_res and data.low_res_epochs must be >= 0, got "
+                          f"{cfg.data.low_res} and {cfg.data.low_res_epochs}")
     if not 0 <= cfg.optim.warmup_from < 1:
         raise ConfigError(f"optim.warmup_from must be in [0, 1), got {cfg.optim.warmup_from}")
     if not cfg.optim.norm_bias_lr_scale > 0:

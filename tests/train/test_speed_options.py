@@ -181,3 +181,13 @@ def test_warmup_from():
     assert lr_factor(cfg, 0, 100, 10) == pytest.approx(0.2 + 0.8 * 0.1)
     assert lr_factor(cfg, 9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(cfg, 100, 100, 10) == pytest.approx(0.07)
+
+
+def test_progressive_resizing_shrinks_only_the_first_epochs():
+    data = ImageSet(torch.zeros(8, 16, 16, 3, dtype=torch.uint8), torch.arange(8),
+                    [str(i) for i in range(8)])
+    ld = DeviceLoader(data, batch_size=4, seed=0, low_res=8, low_res_epochs=2)
+    sides = []
+    for _ in range(3):
+        sides.append({tuple(x.shape[-2:]) for x, _ in ld})
+    assert sides == [{(8, 8)}, {(8, 8)}, {(16, 16)}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.data.dataset import ImageSet
 
@@ -40,6 +41,10 @@ class DeviceLoader:
             random half of the split (``epoch_seed(seed, 0, stream=2)``). So epoch 0 flips
             a random half and every later epoch flips exactly the images the previous one
             left unflipped (Jordan 2024, section 3.6); stateless, so resume is exact.
+        low_res, low_res_epochs: progressive resizing: in the first ``low_res_epochs``
+            epochs every batch is resized (bilinear, antialiased) to ``low_res`` pixels a
+            side after augmentation, so those epochs cost about (low_res / H)^2 of a full
+            one (models with a global pool take any size).
     """
 
     def __init__(
@@ -56,6 +61,8 @@ class DeviceLoader:
         device: torch.device | str = "cpu",
         channels_last: bool = False,
         alternating_flip: bool = False,
+        low_res: int = 0,
+        low_res_epochs: int = 0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -74,6 +81,7 @@ class DeviceLoader:
             std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
             # a channel constant over the training split (std 0) is centred, not divided by 0
             self.std = torch.where(std > 0, std, torch.ones_like(std))
+        self.low_res, self.low_res_epochs = low_res, low_res_epochs
         self.flip_base: torch.Tensor | None = None  # bool (N,): flipped in even epochs
         if alternating_flip:
             g = torch.Generator().manual_seed(epoch_seed(seed, 0, stream=2))  # CPU: any device
@@ -145,6 +153,9 @@ class DeviceLoader:
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             if self.augment is not None:
                 x, y = self.augment(x, y, self.generator)
+            if self.low_res and self.epoch < self.low_res_epochs:  # (B, C, r, r)
+                x = F.interpolate(x, size=(self.low_res, self.low_res), mode="bilinear",
+                                  antialias=True, align_corners=False)
             self.batch = b + 1
             yield self.normalize(x), y
         self.epoch, self.batch = self.epoch + 1, 0

@@ -37,7 +37,7 @@ from cnnlab.utils.toml_write import dumps as toml_dumps
 
 _DATA_CACHE: dict[tuple, Dataset] = {}
 _LOADER_ONLY_KEYS = {"batch_size", "eval_batch_size", "augment", "normalize", "drop_last",
-                     "alternating_flip"}
+                     "alternating_flip", "low_res", "low_res_epochs"}
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -74,7 +74,8 @@ def build_loaders(ds: Dataset, cfg: RunConfig, device: torch.device,
     loaders = Loaders(
         train=DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=d.drop_last,
                            seed=cfg.train.seed, augment=augment,
-                           alternating_flip=d.alternating_flip, **common),
+                           alternating_flip=d.alternating_flip, low_res=d.low_res,
+                           low_res_epochs=d.low_res_epochs, **common),
         val=DeviceLoader(ds.val, d.eval_batch_size, shuffle=False, drop_last=False, **common)
         if ds.val is not None else None,
         test=DeviceLoader(ds.test, d.eval_batch_size, shuffle=False, drop_last=False, **common)
