@@ -113,20 +113,21 @@ class MuonSGD(torch.optim.Optimizer):
     """Muon for the groups marked ``muon`` (conv filters), Nesterov SGD for the others.
 
     SGD groups: ``buf = m buf + (g + wd w)``; ``w -= lr (g + wd w + m buf)`` (PyTorch's
-    Nesterov SGD with coupled decay). Muon groups (Jordan 2024, "Muon: an optimizer for the
+    Nesterov SGD with coupled decay; ``w -= lr buf`` without Nesterov). Muon groups (Jordan 2024, "Muon: an optimizer for the
     hidden layers"; airbench94_muon): the filter (out, in, k, k) is first rescaled to
     Frobenius norm sqrt(out) (with BN after it the scale is free, so this fixes the
     effective step size), then ``w -= lr * orthogonalize(g + m buf)`` on the (out, in k k)
     matrix of the Nesterov momentum, with ``buf = m buf + g``."""
 
     def __init__(self, groups: list[dict], lr: float, momentum: float, muon_lr: float,
-                 muon_momentum: float):
+                 muon_momentum: float, nesterov: bool = True):
         for g in groups:
             if g.get("muon"):
                 g.setdefault("lr", muon_lr)
                 g.setdefault("momentum", muon_momentum)
+                g["nesterov"] = True  # Muon without Nesterov is clearly worse (airbench)
         super().__init__(groups, {"lr": lr, "momentum": momentum, "weight_decay": 0.0,
-                                  "muon": False})
+                                  "muon": False, "nesterov": nesterov})
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -143,7 +144,7 @@ class MuonSGD(torch.optim.Optimizer):
                     state["buf"] = g.clone()
                 else:
                     state["buf"].mul_(m).add_(g)
-                d = g.add(state["buf"], alpha=m)  # Nesterov
+                d = g.add(state["buf"], alpha=m) if group["nesterov"] else state["buf"]
                 if group["muon"]:
                     out = p.shape[0]
                     p.mul_(out ** 0.5 / (p.norm() + 1e-12))
@@ -197,7 +198,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int | None =
             if wd_step is not None and g["weight_decay"]:
                 g["weight_decay"] = wd_step / g["lr"]  # the same decay fraction per step
         return MuonSGD(groups, lr=lr, momentum=cfg.momentum, muon_lr=cfg.muon_lr,
-                       muon_momentum=cfg.muon_momentum)
+                       muon_momentum=cfg.muon_momentum, nesterov=cfg.nesterov)
     for g in groups:
         g["lr"] = cfg.lr * g.pop("lr_scale")
         g.pop("muon", None)
