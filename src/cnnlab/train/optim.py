@@ -114,8 +114,8 @@ class MuonSGD(torch.optim.Optimizer):
 
     SGD groups: ``buf = m buf + (g + wd w)``; ``w -= lr (g + wd w + m buf)`` (PyTorch's
     Nesterov SGD with coupled decay; ``w -= lr buf`` without Nesterov). Muon groups
-    (Jordan 2024, "Muon: an optimizer for the hidden layers"; airbench94_muon): the filter (out, in, k, k) is first rescaled to
-    Frobenius norm sqrt(out) (with BN after it the scale is free, so this fixes the
+    (Jordan 2024, "Muon: an optimizer for the hidden layers"; airbench94_muon): the filter
+    (out, in, k, k) is first rescaled to Frobenius norm sqrt(out) (with BN after it the scale is free, so this fixes the
     effective step size), then ``w -= lr * orthogonalize(g + m buf)`` on the (out, in k k)
     matrix of the Nesterov momentum, with ``buf = m buf + g``."""
 
