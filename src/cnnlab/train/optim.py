@@ -110,14 +110,15 @@ def _orthogonalize(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
 
 
 class MuonSGD(torch.optim.Optimizer):
-    """Muon for the groups marked ``muon`` (conv filters), Nesterov SGD for the others.
+    """Muon for the groups marked ``muon`` (conv filters), SGD for the others.
 
     SGD groups: ``buf = m buf + (g + wd w)``; ``w -= lr (g + wd w + m buf)`` (PyTorch's
     Nesterov SGD with coupled decay; ``w -= lr buf`` without Nesterov). Muon groups
-    (Jordan 2024, "Muon: an optimizer for the hidden layers"; airbench94_muon): the filter
-    (out, in, k, k) is first rescaled to Frobenius norm sqrt(out) (with BN after it the scale is free, so this fixes the
-    effective step size), then ``w -= lr * orthogonalize(g + m buf)`` on the (out, in k k)
-    matrix of the Nesterov momentum, with ``buf = m buf + g``."""
+    (Jordan 2024, "Muon: an optimizer for the hidden layers"; airbench94_muon): the
+    filter (out, in, k, k) is first rescaled to Frobenius norm sqrt(out) (BN follows it,
+    so its scale is free and this fixes the effective step size), then
+    ``w -= lr * orthogonalize(g + m buf)`` on the (out, in*k*k) matrix of the Nesterov
+    momentum, with ``buf = m buf + g``."""
 
     def __init__(self, groups: list[dict], lr: float, momentum: float, muon_lr: float,
                  muon_momentum: float, nesterov: bool = True):
