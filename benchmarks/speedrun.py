@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import cnnlab
 from cnnlab.experiments.speedrun import recipe_config, speedrun
@@ -47,12 +48,15 @@ def digest(images, labels) -> str:
     return h.hexdigest()[:16]
 
 
-def write_npz(folder: Path, ds) -> tuple[Path, Path]:
+def write_npz(folder: Path, train, test) -> tuple[Path, Path]:
+    """The splits as .npz; the training images in a seeded random order (the split is
+    stored sorted by class, and the reference fits its whitening to its first 5,000)."""
+    order = torch.randperm(len(train.images), generator=torch.Generator().manual_seed(0))
     paths = []
-    for name, split in (("train", ds.train), ("test", ds.test)):
+    for name, images, labels in (("train", train.images[order], train.labels[order]),
+                                 ("test", test.images, test.labels)):
         path = folder / f"{name}.npz"
-        np.savez(path, x=split.images.numpy().astype(np.uint8), y=split.labels.numpy()
-                 .astype(np.int64))
+        np.savez(path, x=images.numpy().astype(np.uint8), y=labels.numpy().astype(np.int64))
         paths.append(path)
     return paths[0], paths[1]
 
@@ -80,7 +84,8 @@ def main() -> int:
                    help="cnnlab speedrun recipe, or several comma-separated (the first is "
                         "the one the verdict is about)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (3)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images (0 = all)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="train on a seeded, class-stratified subset of N images (0 = all)")
     p.add_argument("--epochs", type=int, help="cnnlab epochs (default: the recipe's)")
     p.add_argument("--ref-epochs", type=float, default=9.9, help="reference epochs (9.9)")
     p.add_argument("--set", action="append", default=[], dest="overrides",
@@ -90,7 +95,7 @@ def main() -> int:
 
     over = list(args.overrides) + [f"data.spec={args.data!r}"]
     if args.limit:
-        over.append(f"data.limit={args.limit}")
+        over.append(f"data.train_size={args.limit}")
     if args.epochs:
         over.append(f"train.epochs={args.epochs}")
     recipes = args.recipe.split(",")
@@ -98,25 +103,27 @@ def main() -> int:
     ds = prepare_data(cfg)  # the split speedrun trains and evaluates on (cached)
     print(f"data: {args.data}: {len(ds.train)} train / {len(ds.test)} held-out images; "
           f"recipe {args.recipe}, {cfg.train.epochs} epochs; torch threads "
-          f"{__import__('torch').get_num_threads()}")
+          f"{torch.get_num_threads()}")
     with_ref = REFERENCE.is_file() and not args.no_reference
     if not with_ref:
         why = "--no-reference" if args.no_reference else f"not found: {REFERENCE}"
         print(f"reference: skipped ({why})")
     tmp = tempfile.TemporaryDirectory(prefix="speedrun-bench-")
     if with_ref:
+        # the split as cnnlab.load_dataset gives it: the same held-out images, and (without
+        # --limit) the same training images as the speed runs train on
         full = cnnlab.load_dataset(cfg.data.spec, test_fraction=0.2, split_seed=0)
-        train = full.train if not args.limit else full.train.subset(
-            __import__("torch").arange(min(args.limit, len(full.train))))
-        same = (digest(train.images, train.labels) == digest(ds.train.images, ds.train.labels)
-                and digest(full.test.images, full.test.labels)
-                == digest(ds.test.images, ds.test.labels))
-        print(f"split check: the .npz files hold {'the same' if same else 'a DIFFERENT'} "
-              f"train / held-out images as the speed runs")
+        same = digest(full.test.images, full.test.labels) == \
+            digest(ds.test.images, ds.test.labels)
+        if not args.limit:
+            same = same and digest(full.train.images, full.train.labels) == \
+                digest(ds.train.images, ds.train.labels)
+        print(f"split check: load_dataset(test_fraction=0.2, split_seed=0) gives "
+              f"{'the same' if same else 'a DIFFERENT'} split as the speed runs "
+              f"({len(full.train)} / {len(full.test)})")
         if not same:
             return 1
-        full.train = train
-        train_npz, test_npz = write_npz(Path(tmp.name), full)
+        train_npz, test_npz = write_npz(Path(tmp.name), ds.train, ds.test)
 
     rows = {**{r: [] for r in recipes}, "reference": []}
     for seed in range(args.seeds):

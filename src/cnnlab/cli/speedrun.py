@@ -22,7 +22,8 @@ def register(sub) -> None:
                    help="evaluate the test split after every epoch (costs time; needed "
                         "for the time to target)")
     p.add_argument("--limit", type=int, metavar="N",
-                   help="train on the first N training images only (data.limit)")
+                   help="train on a seeded, class-stratified subset of N training images "
+                        "(data.train_size)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/speedrun-TIME)")
     add_train_options(p)
     p.set_defaults(func=run)

@@ -85,11 +85,12 @@ def speedrun(recipe: str | Path = DEFAULT_RECIPE, data: str | None = None,
     """Train ``recipe`` on ``data`` and time it (module docstring); writes a run folder to
     ``out`` (as ``cnnlab train``) whose ``summary.json`` adds ``total_wall_time`` (s),
     ``test_acc_no_tta``, ``target`` and ``time_to_target`` (s, None when not reached or
-    ``curve`` is off)."""
+    ``curve`` is off). ``limit``: train on a seeded, class-stratified subset of that many
+    images (``data.train_size``)."""
     if not 0 < target <= 1:
         raise ConfigError(f"target accuracy must be in (0, 1], got {target}")
     extra = {k: v for k, v in {"data.spec": data, "train.seed": seed, "train.epochs": epochs,
-                               "train.device": device, "data.limit": limit}.items()
+                               "train.device": device, "data.train_size": limit}.items()
              if v is not None}
     if curve:
         extra["train.test_curve"] = True

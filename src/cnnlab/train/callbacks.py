@@ -300,7 +300,9 @@ class DataInit(Callback):
         if init is None or trainer.step > 0:
             return
         ld = trainer.train_loader
-        x = ld.normalize(ld.to_float(ld.images[:self.num_images]))  # (N, C, H, W)
+        g = torch.Generator().manual_seed(trainer.config.train.seed)
+        idx = torch.randperm(len(ld.images), generator=g)[:self.num_images].to(ld.device)
+        x = ld.normalize(ld.to_float(ld.images.index_select(0, idx)))  # (N, C, H, W)
         init(x.contiguous())
 
     def on_epoch_begin(self, trainer, epoch):
