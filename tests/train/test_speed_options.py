@@ -191,3 +191,20 @@ def test_progressive_resizing_shrinks_only_the_first_epochs():
     for _ in range(3):
         sides.append({tuple(x.shape[-2:]) for x, _ in ld})
     assert sides == [{(8, 8)}, {(8, 8)}, {(16, 16)}]
+
+
+def test_flip_translate_tta_weights_views_as_the_record():
+    from cnnlab.train.trainer import Trainer
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(1), nn.Linear(4 * 6 * 6, 5))
+    x = torch.randn(2, 3, 8, 8)
+    out, plain = Trainer._tta_logits(SimpleNamespace(model=m), x, "flip-translate")
+
+    def mirror(v):
+        return (m(v) + m(v.flip(-1))) / 2
+
+    pad = nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = (mirror(pad[..., :8, :8]) + mirror(pad[..., 2:, 2:])) / 2
+    assert torch.allclose(out, mirror(x) / 2 + shifted / 2, atol=1e-6)
+    assert torch.allclose(plain, m(x))
