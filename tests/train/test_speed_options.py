@@ -151,8 +151,7 @@ def test_frozen_norm_scales_stay_one_after_training(toy, tiny_cfg):
         for mod in m.modules():
             if isinstance(mod, nn.BatchNorm2d):
                 mod.weight.fill_(3.0)
-    r = fit(m, toy, tiny_cfg.set(**{"optim.freeze_norm_scale": True, "train.epochs": 1,
-                                    "model.norm": "bn"}),
+    r = fit(m, toy, tiny_cfg.set(**{"optim.freeze_norm_scale": True, "train.epochs": 1}),
             progress=False)
     bns = [mod for mod in r.model.modules() if isinstance(mod, nn.BatchNorm2d)]
     assert bns and all(torch.all(b.weight == 1) and not b.weight.requires_grad for b in bns)
