@@ -2,6 +2,7 @@
 
     python benchmarks/speedrun.py [--data SPEC] [--recipe fast] [--seeds 3] [--limit N]
                                   [--epochs E] [--ref-epochs 9.9] [--no-reference]
+                                  [--concurrent] [--set KEY=VALUE ...]
 
 Loads the dataset once (CIFAR-10 training archive by default, with cnnlab's seeded
 40,000 / 10,000 train / held-out split: test_fraction 0.2, split_seed 0), runs
@@ -11,10 +12,12 @@ mean +- std. When ``../shared/bench/airbench94_cpu.py`` exists (relative to the 
 skipped cleanly when it does not), the same train / held-out images are written as .npz
 files (x uint8 N x 32 x 32 x 3, y int64), the split the speed runs see is checked to be the
 identical one, and the reference runs for the same seeds in the same sitting (a subprocess
-per seed, interleaved with cnnlab's runs so that load on a shared machine hits both
-alike); its final JSON line is parsed. Last lines: the ratio of mean wall times and a
-computed verdict against the target (at least the reference's mean TTA accuracy in at most
-0.7x its mean wall time).
+per seed, interleaved with cnnlab's runs; with ``--concurrent`` both at once, one thread
+each, so that the load of a shared machine hits both alike); its final JSON line is
+parsed. The reference's training images are written in a seeded random order (the split is
+stored sorted by class and the reference fits its whitening to its first 5,000 images).
+Last lines: the ratio of mean wall times and a computed verdict against the target (at
+least the reference's mean TTA accuracy in at most 0.7x its mean wall time).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -61,14 +65,27 @@ def write_npz(folder: Path, train, test) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def run_reference(train: Path, test: Path, seed: int, epochs: float) -> dict:
+def start_reference(train: Path, test: Path, seed: int, epochs: float, threads: int = 0
+                    ) -> subprocess.Popen:
     cmd = [sys.executable, str(REFERENCE), str(train), str(test), "--epochs", str(epochs),
            "--seed", str(seed)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"reference failed ({out.returncode}): {out.stderr.strip()[-500:]}")
-    line = [ln for ln in out.stdout.splitlines() if ln.strip().startswith("{")][-1]
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def finish_reference(proc: subprocess.Popen) -> dict:
+    stdout, stderr = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"reference failed ({proc.returncode}): {stderr.strip()[-500:]}")
+    line = [ln for ln in stdout.splitlines() if ln.strip().startswith("{")][-1]
     return json.loads(line)
+
+
+def report_reference(rows: dict, seed: int, r: dict) -> None:
+    rows["reference"].append((r["tta_acc"], r["acc"], r["seconds"]))
+    print(f"seed {seed} reference: tta {r['tta_acc']:.4f}  plain {r['acc']:.4f}  "
+          f"{r['seconds']:.1f}s ({r['epochs']} epochs, {r['threads']} threads)", flush=True)
 
 
 def mean_std(values: list[float]) -> str:
@@ -91,6 +108,10 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], dest="overrides",
                    help="extra config override for cnnlab, e.g. optim.muon_lr=0.2")
     p.add_argument("--no-reference", action="store_true", help="skip the reference")
+    p.add_argument("--concurrent", action="store_true",
+                   help="on a shared machine: run the reference and cnnlab at the same time, "
+                        "one thread each, so that both see the same load (cnnlab's runs, one "
+                        "recipe only, start with the reference's)")
     args = p.parse_args()
 
     over = list(args.overrides) + [f"data.spec={args.data!r}"]
@@ -126,19 +147,24 @@ def main() -> int:
         train_npz, test_npz = write_npz(Path(tmp.name), ds.train, ds.test)
 
     rows = {**{r: [] for r in recipes}, "reference": []}
+    threads = ["train.threads=1"] if args.concurrent else []
     for seed in range(args.seeds):
+        proc = None
         if with_ref:
-            r = run_reference(train_npz, test_npz, seed, args.ref_epochs)
-            rows["reference"].append((r["tta_acc"], r["acc"], r["seconds"]))
-            print(f"seed {seed} reference: tta {r['tta_acc']:.4f}  plain {r['acc']:.4f}  "
-                  f"{r['seconds']:.1f}s ({r['epochs']} epochs)", flush=True)
+            proc = start_reference(train_npz, test_npz, seed, args.ref_epochs,
+                                   threads=1 if args.concurrent else 0)
+            if not args.concurrent:  # one after the other: wait for it now
+                report_reference(rows, seed, finish_reference(proc))
+                proc = None
         for recipe in recipes:
-            s = speedrun(recipe, seed=seed, overrides=over + ["train.quiet=true"],
+            s = speedrun(recipe, seed=seed, overrides=over + threads + ["train.quiet=true"],
                          progress=False).summary
             rows[recipe].append((s["test_acc"], s["test_acc_no_tta"], s["total_wall_time"]))
             print(f"seed {seed} cnnlab {recipe}: tta {s['test_acc']:.4f}  plain "
                   f"{s['test_acc_no_tta']:.4f}  {s['total_wall_time']:.1f}s "
                   f"({s['epochs_completed']} epochs)", flush=True)
+        if proc is not None:
+            report_reference(rows, seed, finish_reference(proc))
 
     print()
     for name, rs in rows.items():
