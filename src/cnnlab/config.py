@@ -40,6 +40,12 @@ class DataConfig:
     label_noise_to: str = "other"  # other: never the true class; any: all K (1.0 = random labels)
     pixels: str = "keep"  # keep; shuffled (one fixed permutation, all splits); random; gaussian
     treatment_seed: int = 0  # seed of train_size, label_noise and pixels (splits use split_seed)
+    # horizontal flips as per-image state: epoch 0 flips a seeded random half, each later
+    # epoch flips exactly the images the previous one did not (Jordan 2024); use it instead
+    # of an hflip op in data.augment
+    alternating_flip: bool = False
+    low_res: int = 0  # progressive resizing: side of the training images in early epochs (0 = off)
+    low_res_epochs: int = 0  # how many first epochs train at data.low_res
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class OptimConfig:
     decay_norm_and_bias: bool = False  # also decay norm and bias parameters (excluded by default)
     schedule: str = "constant"  # learning-rate schedule over the run
     warmup_epochs: float = 0.0  # epochs of linear warm-up (warmup-* schedules)
+    warmup_from: float = 0.0  # lr factor the warm-up starts from, in [0, 1) (the record: 0.2)
     step_epochs: float = 30.0  # period of the step schedule
     gamma: float = 0.1  # factor of the step schedule
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
@@ -70,6 +77,14 @@ class OptimConfig:
     l2: float = 0.0  # weight of the L2 penalty added to the loss
     group_lasso: float = 0.0  # weight of the group-sparse penalty (per filter)
     proximal_l1: bool = False  # apply L1 as a proximal step after each update
+    # lr and weight_decay given per 1,024 examples with the SGD step decoupled from momentum
+    # (the speed records' parametrization; formula in cnnlab.train.optim.per_1024)
+    per_1024: bool = False
+    norm_bias_lr_scale: float = 1.0  # lr multiplier of the biases of norm layers (> 0)
+    freeze_norm_scale: bool = False  # keep the scales (weights) of norm layers at 1, untrained
+    muon: bool = False  # conv filters (4-D weights) by Muon, the rest by optim.name (sgd)
+    muon_lr: float = 0.24  # Muon step: size of the orthogonalized update per unit weight norm
+    muon_momentum: float = 0.6  # Muon's Nesterov momentum
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,14 @@ class TrainConfig:
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
     quiet: bool = False  # no progress bars or per-epoch lines
     tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (cnnlab[tensorboard])
+    data_init_images: int = 5000  # training images a model's init_from_data sees (whitening)
+    whiten_bias_epochs: int = 0  # epochs the whitening layers' bias trains, then frozen (0 = all)
+    # weight averaging: "ema" evaluates an average kept beside the weights; "lookahead" pulls
+    # the weights to the average at every update (the record recipe's lookahead)
+    average: str = "none"
+    ema_decay: float = 0.999  # decay of the average per optimizer step, in [0, 1)
+    ema_every: int = 1  # update the average every N optimizer steps (decay ** N per update)
+    ema_warmup: float = 0.0  # decay x (step / total steps) ** ema_warmup (0 = constant decay)
 
 
 @dataclass(frozen=True)
@@ -267,6 +290,7 @@ CHOICES = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "true", "false"),
     "train.tta": ("none", "flip", "flip-translate"),
+    "train.average": ("none", "ema", "lookahead"),
     "train.monitor": ("val_acc", "val_loss", "train_loss", "train_acc"),
 }
 
@@ -362,6 +386,28 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.train.target_train_acc <= 1:
         raise ConfigError(f"train.target_train_acc must be in [0, 1] (0 = off), got "
                           f"{cfg.train.target_train_acc}")
+    if cfg.data.low_res < 0 or cfg.data.low_res_epochs < 0:
+        raise ConfigError(f"data.low_res and data.low_res_epochs must be >= 0, got "
+                          f"{cfg.data.low_res} and {cfg.data.low_res_epochs}")
+    if not 0 <= cfg.optim.warmup_from < 1:
+        raise ConfigError(f"optim.warmup_from must be in [0, 1), got {cfg.optim.warmup_from}")
+    if not cfg.optim.norm_bias_lr_scale > 0:
+        raise ConfigError(f"optim.norm_bias_lr_scale must be > 0, got "
+                          f"{cfg.optim.norm_bias_lr_scale}")
+    if not cfg.optim.muon_lr > 0 or not 0 <= cfg.optim.muon_momentum < 1:
+        raise ConfigError(f"optim.muon_lr must be > 0 and optim.muon_momentum in [0, 1), got "
+                          f"{cfg.optim.muon_lr} and {cfg.optim.muon_momentum}")
+    if cfg.optim.per_1024 and cfg.optim.name != "sgd":
+        raise ConfigError(f"optim.per_1024 needs optim.name = 'sgd', got {cfg.optim.name!r}")
+    if not 0 <= cfg.train.ema_decay < 1:
+        raise ConfigError(f"train.ema_decay must be in [0, 1), got {cfg.train.ema_decay}")
+    if cfg.train.ema_every < 1 or cfg.train.ema_warmup < 0:
+        raise ConfigError(f"train.ema_every must be >= 1 and train.ema_warmup >= 0, got "
+                          f"{cfg.train.ema_every} and {cfg.train.ema_warmup}")
+    if cfg.train.data_init_images < 1 or cfg.train.whiten_bias_epochs < 0:
+        raise ConfigError(f"train.data_init_images must be >= 1 and train.whiten_bias_epochs "
+                          f">= 0, got {cfg.train.data_init_images} and "
+                          f"{cfg.train.whiten_bias_epochs}")
     if not 0 <= cfg.optim.label_smoothing < 1:
         raise ConfigError(
             f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}"

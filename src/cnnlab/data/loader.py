@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from cnnlab.data.dataset import ImageSet
 
@@ -35,6 +36,15 @@ class DeviceLoader:
         mean, std: per-channel normalization (in [0, 1] units); None leaves x in [0, 1].
         device: where the images live and every batch is built.
         channels_last: return x in channels_last memory format.
+        alternating_flip: flip horizontally by per-image state instead of at random: image
+            i is flipped in epoch e iff ``base[i] XOR (e odd)``, with ``base`` a seeded
+            random half of the split (``epoch_seed(seed, 0, stream=2)``). So epoch 0 flips
+            a random half and every later epoch flips exactly the images the previous one
+            left unflipped (Jordan 2024, section 3.6); stateless, so resume is exact.
+        low_res, low_res_epochs: progressive resizing: in the first ``low_res_epochs``
+            epochs every batch is resized (bilinear, antialiased) to ``low_res`` pixels a
+            side after augmentation, so those epochs cost about (low_res / H)^2 of a full
+            one (models with a global pool take any size).
     """
 
     def __init__(
@@ -50,6 +60,9 @@ class DeviceLoader:
         std: Sequence[float] | None = None,
         device: torch.device | str = "cpu",
         channels_last: bool = False,
+        alternating_flip: bool = False,
+        low_res: int = 0,
+        low_res_epochs: int = 0,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -68,6 +81,11 @@ class DeviceLoader:
             std = torch.tensor(std, device=self.device, dtype=torch.float32).view(1, c, 1, 1)
             # a channel constant over the training split (std 0) is centred, not divided by 0
             self.std = torch.where(std > 0, std, torch.ones_like(std))
+        self.low_res, self.low_res_epochs = low_res, low_res_epochs
+        self.flip_base: torch.Tensor | None = None  # bool (N,): flipped in even epochs
+        if alternating_flip:
+            g = torch.Generator().manual_seed(epoch_seed(seed, 0, stream=2))  # CPU: any device
+            self.flip_base = (torch.rand(len(self.images), generator=g) < 0.5).to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.epoch, self.batch = 0, 0  # next batch to yield
         self._gen_state: torch.Tensor | None = None  # set when resuming mid-epoch
@@ -92,6 +110,13 @@ class DeviceLoader:
             return torch.arange(n, device=self.device)
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))  # CPU: same on any device
         return torch.randperm(n, generator=g).to(self.device)
+
+    def flip_mask(self, idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
+        """Which of the images ``idx`` (dataset indices) alternating flip flips in ``epoch``
+        (bool, same length), or None when it is off."""
+        if self.flip_base is None:
+            return None
+        return self.flip_base.index_select(0, idx) ^ bool(epoch % 2)
 
     def to_float(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, C) -> contiguous float (B, C, H, W) in [0, 1]."""
@@ -123,8 +148,14 @@ class DeviceLoader:
             # index_select copies whole rows: ~10x faster than advanced indexing on CPU
             x = self.to_float(self.images.index_select(0, idx))
             y = self.labels.index_select(0, idx)
+            flip = self.flip_mask(idx, self.epoch)
+            if flip is not None:  # (B,) -> (B, 1, 1, 1): one select pass, no per-sample loop
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
             if self.augment is not None:
                 x, y = self.augment(x, y, self.generator)
+            if self.low_res and self.epoch < self.low_res_epochs:  # (B, C, r, r)
+                x = F.interpolate(x, size=(self.low_res, self.low_res), mode="bilinear",
+                                  antialias=True, align_corners=False)
             self.batch = b + 1
             yield self.normalize(x), y
         self.epoch, self.batch = self.epoch + 1, 0

@@ -8,12 +8,14 @@ from cnnlab.train.callbacks import (
     Callback,
     Checkpoint,
     CSVLogger,
+    DataInit,
     EarlyStopping,
     Penalty,
     PreciseBN,
     ProgressBar,
     ProximalL1,
     SparsityReport,
+    WeightAveraging,
     callbacks_from_config,
 )
 from cnnlab.train.run import fit, saved_config
@@ -22,5 +24,6 @@ from cnnlab.train.trainer import Loaders, RunResult, Trainer
 __all__ = [
     "CSVLogger", "Callback", "Checkpoint", "EarlyStopping", "Loaders", "Penalty", "PreciseBN",
     "ProgressBar", "ProximalL1", "RunResult", "SparsityReport", "Trainer",
+    "DataInit", "WeightAveraging",
     "callbacks_from_config", "fit", "saved_config",
 ]

@@ -36,7 +36,8 @@ from cnnlab.utils.io import atomic_write_json, atomic_write_text
 from cnnlab.utils.toml_write import dumps as toml_dumps
 
 _DATA_CACHE: dict[tuple, Dataset] = {}
-_LOADER_ONLY_KEYS = {"batch_size", "eval_batch_size", "augment", "normalize", "drop_last"}
+_LOADER_ONLY_KEYS = {"batch_size", "eval_batch_size", "augment", "normalize", "drop_last",
+                     "alternating_flip", "low_res", "low_res_epochs"}
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -75,7 +76,9 @@ def build_loaders(ds: Dataset, cfg: RunConfig, device: torch.device,
     augment = build_pipeline(d.augment, ds.num_classes, image_size=h)
     loaders = Loaders(
         train=DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=d.drop_last,
-                           seed=cfg.train.seed, augment=augment, **common),
+                           seed=cfg.train.seed, augment=augment,
+                           alternating_flip=d.alternating_flip, low_res=d.low_res,
+                           low_res_epochs=d.low_res_epochs, **common),
         val=DeviceLoader(ds.val, d.eval_batch_size, shuffle=False, drop_last=False, **common)
         if ds.val is not None else None,
         test=DeviceLoader(ds.test, d.eval_batch_size, shuffle=False, drop_last=False, **common)

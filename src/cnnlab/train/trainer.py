@@ -37,6 +37,7 @@ from cnnlab.train.callbacks import (
     Callback,
     Checkpoint,
     CSVLogger,
+    DataInit,
     EarlyStopping,
     ProgressBar,
     TargetTrainAccuracy,
@@ -47,7 +48,7 @@ from cnnlab.train.callbacks import (
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 from cnnlab.train.losses import classification_loss, hard_labels
-from cnnlab.train.optim import build_optimizer, build_scheduler
+from cnnlab.train.optim import build_optimizer, build_scheduler, freeze_norm_scales
 from cnnlab.utils.io import atomic_write_json
 from cnnlab.utils.params import count_params
 
@@ -132,7 +133,10 @@ class Trainer:
                 f"data.batch_size = {self.train_loader.batch_size} is larger than the "
                 f"{len(self.train_loader.images)} training images (with drop_last)"
             )
-        self.optimizer = build_optimizer(self.model, config.optim)
+        if config.optim.freeze_norm_scale:
+            freeze_norm_scales(self.model)  # before the optimizer collects what trains
+        self.optimizer = build_optimizer(self.model, config.optim,
+                                         batch_size=self.train_loader.batch_size)
         self.scheduler = build_scheduler(self.optimizer, config.optim,
                                          self.epochs * self.steps_per_epoch, self.steps_per_epoch)
         # loss scaling for fp16 only; disabled it passes everything through unchanged
@@ -158,6 +162,8 @@ class Trainer:
         progress."""
         t = self.config.train
         cbs: list[Callback] = []
+        if hasattr(self.model, "init_from_data"):  # fitted to the data before the first step
+            cbs.append(DataInit(t.data_init_images, t.whiten_bias_epochs))
         if t.early_stopping:
             cbs.append(EarlyStopping(t.monitor, patience=t.patience, min_delta=t.min_delta,
                                      restore_best=t.restore_best,
@@ -260,33 +266,45 @@ class Trainer:
         """Loss, accuracy and per-class accuracy over a loader in eval mode, optionally with
         test-time augmentation (logits averaged over flipped / one-pixel-translated views).
 
-        ``per_class`` lists each class's accuracy (None for a class absent from the split)."""
+        ``per_class`` lists each class's accuracy (None for a class absent from the split);
+        with TTA, ``acc_no_tta`` is the accuracy of the plain view from the same pass."""
         self.model.eval()
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         hits = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
         seen = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
+        plain_hits = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in loader:
             with self.autocast():
-                out = self._tta_logits(x, tta).float()
+                out, plain = self._tta_logits(x, tta)
+            out = out.float()
+            plain_hits += (plain.argmax(1) == y).sum()
             loss_sum += classification_loss(self.config.optim.loss, out, y,
                                             reduction="sum").double()
             hits += torch.bincount(y[out.argmax(1) == y], minlength=self.num_classes)
             seen += torch.bincount(y, minlength=self.num_classes)
         count = max(int(seen.sum()), 1)
         per_class = [h / n if n else None for h, n in zip(hits.tolist(), seen.tolist())]
-        return {"loss": float(loss_sum) / count, "acc": int(hits.sum()) / count,
-                "per_class": per_class}
+        out = {"loss": float(loss_sum) / count, "acc": int(hits.sum()) / count,
+               "per_class": per_class}
+        if tta != "none":
+            out["acc_no_tta"] = int(plain_hits) / count
+        return out
 
-    def _tta_logits(self, x: torch.Tensor, tta: str) -> torch.Tensor:
+    def _tta_logits(self, x: torch.Tensor, tta: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(averaged logits, logits of the plain view). flip: the mean over the image and
+        its mirror; flip-translate (the record recipe's, arXiv 2404.00498): half that, half
+        the flip-mean over the two one-pixel diagonal shifts (reflect padding)."""
+        plain = self.model(x)
         if tta == "none":
-            return self.model(x)
-        views = [x, x.flip(-1)]
-        if tta == "flip-translate":
-            pad = F.pad(x, (1, 1, 1, 1), mode="reflect")  # one-pixel shifts, both diagonals
-            h, w = x.shape[-2:]
-            for v in (pad[..., :h, :w], pad[..., 2:, 2:]):
-                views += [v, v.flip(-1)]
-        return torch.stack([self.model(v).float() for v in views]).mean(0)
+            return plain, plain
+        flipped = (plain.float() + self.model(x.flip(-1)).float()) / 2
+        if tta == "flip":
+            return flipped, plain
+        pad = F.pad(x, (1, 1, 1, 1), mode="reflect")  # one-pixel shifts, both diagonals
+        h, w = x.shape[-2:]
+        shifted = [self.model(v).float() + self.model(v.flip(-1)).float()
+                   for v in (pad[..., :h, :w], pad[..., 2:, 2:])]
+        return flipped / 2 + (shifted[0] + shifted[1]) / 8, plain
 
     # ------------------------------------------------------------- the loop
     def fit(self) -> RunResult:
@@ -404,6 +422,7 @@ class Trainer:
             "steps_to_target": self._steps_to_target(),
             "test_loss": test.get("loss"),
             "test_acc": test.get("acc"),
+            "test_acc_no_tta": test.get("acc_no_tta", test.get("acc")),
             "test_per_class_acc": (dict(zip(self.loaders.test.classes, test["per_class"]))
                                    if "per_class" in test else None),
             "tta": self.config.train.tta,
