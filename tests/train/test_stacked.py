@@ -229,3 +229,10 @@ def test_refuses_what_it_cannot_stack_exactly(tmp_path):
     with pytest.raises(TrainingError, match="penalty"):
         fit_stacked([plain_net(), plain_net()], "digits",
                     [_cfg(**{"train.seed": s, "optim.l2": 1e-3}) for s in (0, 1)])
+
+
+def test_muon_is_refused():
+    from cnnlab.train.stacked import config_problem
+
+    cfgs = [_cfg(**{"optim.name": "sgd", "optim.muon": True, "train.seed": s}) for s in SEEDS]
+    assert "muon" in config_problem(cfgs)

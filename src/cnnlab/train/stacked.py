@@ -88,6 +88,8 @@ def config_problem(configs: Sequence[RunConfig]) -> str:
         return "a loss penalty or proximal step (optim.l1 / l2 / group_lasso) is per step"
     if t.precision == "fp16":
         return "train.precision = fp16 (one loss scaler would skip every repetition's step)"
+    if o.muon:
+        return "optim.muon = true (Muon orthogonalizes each filter's update: not elementwise)"
     return ""
 
 
@@ -103,6 +105,8 @@ def trainer_problem(trainers: Sequence[Trainer]) -> str:
     shapes = [[(n, tuple(p.shape)) for n, p in t.model.state_dict().items()] for t in trainers]
     if any(s != shapes[0] for s in shapes[1:]):
         return "the repetitions' models differ in structure"
+    if hasattr(t0.model, "init_from_data"):
+        return "the model's first layer is fitted to the data when training starts"
     if len({t.steps_per_epoch for t in trainers}) > 1:
         return "the repetitions have different numbers of steps per epoch"
     for t in trainers:
