@@ -107,6 +107,10 @@ class TrainConfig:
     test_curve: bool = False  # also evaluate the test split each epoch (curves; never monitored)
     checkpoint: bool = True  # write checkpoints (last, best) to the run folder
     checkpoint_every: int = 0  # also save every N optimizer steps (0 = only at epoch end)
+    # look for a non-finite loss every N steps, rolling back to the last good state; between
+    # checks the flag stays on the device (0 = auto: every step on CPU, where the check is
+    # free, every 50 on an accelerator, where it would stall the queue of kernels each step)
+    finite_check_every: int = 0
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
     quiet: bool = False  # no progress bars or per-epoch lines
     tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (cnnlab[tensorboard])
@@ -148,8 +152,8 @@ GROUPS = {"data": DataConfig, "optim": OptimConfig, "train": TrainConfig}
 # Keys whose run-to-run change does not alter the result (allowed on resume).
 RESUME_SAFE_KEYS = {
     "train.epochs", "train.device", "train.quiet", "train.threads", "train.checkpoint_every",
-    "data.root", "data.eval_batch_size", "train.early_stopping", "train.patience",
-    "train.start_from_epoch",
+    "train.finite_check_every", "data.root", "data.eval_batch_size", "train.early_stopping",
+    "train.patience", "train.start_from_epoch",
     "train.tensorboard", "train.test_curve", "train.target_train_acc",
 }
 
@@ -386,6 +390,9 @@ def validate(cfg: RunConfig) -> None:
     if not 0 <= cfg.train.target_train_acc <= 1:
         raise ConfigError(f"train.target_train_acc must be in [0, 1] (0 = off), got "
                           f"{cfg.train.target_train_acc}")
+    if cfg.train.finite_check_every < 0:
+        raise ConfigError(f"train.finite_check_every must be >= 0 (0 = auto), got "
+                          f"{cfg.train.finite_check_every}")
     if cfg.data.low_res < 0 or cfg.data.low_res_epochs < 0:
         raise ConfigError(f"data.low_res and data.low_res_epochs must be >= 0, got "
                           f"{cfg.data.low_res} and {cfg.data.low_res_epochs}")

@@ -81,3 +81,12 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
     if setting in ("true", "false"):
         return setting == "true"
     return device.type in ("cuda", "cpu")
+
+
+def resolve_finite_check_every(every: int, device: torch.device) -> int:
+    """Steps between host checks for a non-finite loss: ``every`` when set, else 1 on CPU
+    (reading a CPU tensor costs nothing) and 50 on an accelerator (each read waits for the
+    device to drain its queue)."""
+    if every > 0:
+        return every
+    return 1 if device.type == "cpu" else 50

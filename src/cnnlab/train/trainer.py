@@ -6,8 +6,11 @@
 Per step: forward under autocast (bf16 where the hardware computes it natively), loss in
 fp32, the callbacks' loss terms, backward (through the fp16 gradient scaler, a pass-through
 otherwise), optional clipping, optimizer step, the callbacks' after-step hook and the
-per-batch schedule step.  A non-finite loss ends the run with status ``diverged`` before
-the bad update is applied; so does an epoch whose mean training loss is finite but above
+per-batch schedule step.  A non-finite loss ends the run with status ``diverged`` and the
+weights of before the bad update: on CPU the loss is checked before each update; on an
+accelerator a flag stays on the device and is read every ``train.finite_check_every``
+steps (no host-device synchronization per step), and a bad window rolls back to the state
+kept at the last good check.  So does an epoch whose mean training loss is finite but above
 :func:`cnnlab.status.divergence_bound` (``max(1000 x ln(num_classes), 10 x the first
 batch's loss)``: an exploded run, which no healthy one reaches).  The summary's ``status``
 is :func:`cnnlab.status.run_status` (``stuck`` for a final accuracy at chance) and its
@@ -19,6 +22,7 @@ stopping restores.  Regularizers and post-training statistics are callbacks
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -46,7 +50,12 @@ from cnnlab.train.callbacks import (
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
-from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
+from cnnlab.train.hardware import (
+    resolve_channels_last,
+    resolve_device,
+    resolve_finite_check_every,
+    resolve_precision,
+)
 from cnnlab.train.losses import classification_loss, hard_labels
 from cnnlab.train.optim import build_optimizer, build_scheduler, freeze_norm_scales
 from cnnlab.utils.io import atomic_write_json
@@ -153,6 +162,11 @@ class Trainer:
         self._epoch_t0 = time.perf_counter()
         self.running = EpochSums.zeros(self.device)
         self.callbacks = self._default_callbacks(progress, list(callbacks or []))
+        # deferred non-finite check (every > 1): a device flag and the state of the last check
+        self.finite_every = resolve_finite_check_every(config.train.finite_check_every,
+                                                       self.device)
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        self._good_state: dict | None = None
 
     # ----------------------------------------------------------------- set-up
     def _default_callbacks(self, progress: bool | None, user: list[Callback]) -> list[Callback]:
@@ -238,8 +252,11 @@ class Trainer:
             total = cb.on_loss(self, total)  # penalties: terms on the current weights
         if self.initial_loss is None:
             self.initial_loss = float(loss.detach())  # one sync, on the first step only
-        if not torch.isfinite(total):
-            return False
+        if self.finite_every == 1:
+            if not torch.isfinite(total):
+                return False
+        else:  # recorded on the device, read by _finite_since_check
+            self._nonfinite |= ~torch.isfinite(total.detach())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         self.scaler.unscale_(self.optimizer)  # clip the true gradients
@@ -313,6 +330,7 @@ class Trainer:
             cb.on_train_begin(self)
         status, message = OK, ""
         t_start = time.perf_counter() - sum(h["epoch_time"] for h in self.history)
+        self._keep_good_state()
         while self.epoch < self.epochs and not self.stop_training:
             self.train_loader.set_epoch(self.epoch)
             self.epoch_done = False
@@ -329,12 +347,21 @@ class Trainer:
                                f"(now {self.config.optim.lr})")
                     break
                 self.step += 1
+                if self._check_due():
+                    if not self._finite_since_check():
+                        status, message = DIVERGED, self._rollback()
+                        break
+                    self._keep_good_state()
                 for cb in self.callbacks:
                     cb.on_batch_end(self, self.step, None)
             if status == DIVERGED:
                 break
+            if not self._finite_since_check():  # never end an epoch on a bad window
+                status, message = DIVERGED, self._rollback()
+                break
             self.running.time += time.perf_counter() - self._epoch_t0
             self._end_epoch()
+            self._keep_good_state()
             exploded = self._explosion_message()
             if exploded:
                 status, message = DIVERGED, exploded
@@ -345,6 +372,38 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self._finish(status, message, wall)
+
+    # ------------------------------------------- the deferred non-finite check
+    def _check_due(self) -> bool:
+        """A check every ``finite_every`` steps, and before every step checkpoint (so that
+        no checkpoint holds a state from a bad window)."""
+        every_ckpt = self.config.train.checkpoint_every
+        return self.finite_every > 1 and (self.step % self.finite_every == 0
+                                          or bool(every_ckpt and self.step % every_ckpt == 0))
+
+    def _finite_since_check(self) -> bool:
+        """True when no loss since the last check was non-finite (one host read)."""
+        return self.finite_every == 1 or not bool(self._nonfinite)
+
+    def _keep_good_state(self) -> None:
+        """With the deferred check, keep the current state as the one to roll back to: the
+        resume state without the RNG, its tensors cloned (on the device, no host transfer)."""
+        if self.finite_every == 1:
+            return
+        state = self.state_dict()
+        for key in ("rng", "config", "versions"):
+            state.pop(key)
+        self._good_state = copy.deepcopy(state)
+
+    def _rollback(self) -> str:
+        """Return to the state of the last good check (kept at the start of fit, after each
+        epoch and at each check) and say which steps the non-finite loss lies between."""
+        bad_to = self.step
+        self.load_state_dict({**self._good_state, "rng": rng_state()})
+        self._nonfinite.zero_()
+        return (f"loss became non-finite at epoch {self.epoch + 1}, between steps "
+                f"{self.step + 1} and {bad_to} (checked every {self.finite_every} steps; rolled "
+                f"back to step {self.step}); try a lower optim.lr (now {self.config.optim.lr})")
 
     def _explosion_message(self) -> str:
         """Why the epoch just ended diverged though its loss stayed finite, or ""."""
