@@ -64,13 +64,11 @@ SKEW_TYPES: dict[str, tuple[str, ...]] = {
 _UNIT_SQUARE = ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))  # TL, TR, BR, BL
 
 
-def _move_table(device: torch.device | None = None) -> torch.Tensor:
-    """(12, 4, 2) unit corner displacements (dx, dy) of each move in :data:`SKEW_MOVES`."""
-    table = torch.zeros(len(SKEW_MOVES), 4, 2, device=device)
-    for i, steps in enumerate(SKEW_MOVES.values()):
-        for corner, dx, dy in steps:
-            table[i, corner] = torch.tensor([dx, dy], dtype=table.dtype)
-    return table
+# (12, 4, 2) unit corner displacements (dx, dy) of each move in SKEW_MOVES
+_MOVE_TABLE = [[[0.0, 0.0] for _ in range(4)] for _ in SKEW_MOVES]
+for _row, _steps in zip(_MOVE_TABLE, SKEW_MOVES.values()):
+    for _corner, _dx, _dy in _steps:
+        _row[_corner] = [float(_dx), float(_dy)]
 
 
 def quad_homography(dst: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -98,7 +96,8 @@ def skew_matrix(move: torch.Tensor, amount: torch.Tensor, h: int, w: int) -> tor
     """
     half = torch.tensor([max((w - 1) / 2, 0.5), max((h - 1) / 2, 0.5)], device=amount.device)
     square = torch.tensor(_UNIT_SQUARE, device=amount.device).expand(len(move), 4, 2)
-    moved = square + _move_table(amount.device)[move] * (amount[:, None, None] / half)
+    table = torch.tensor(_MOVE_TABLE, device=amount.device)  # (12, 4, 2)
+    moved = square + table[move] * (amount[:, None, None] / half)
     m = quad_homography(moved, square)  # output corner -> input corner, half-side units
     scale = torch.cat([half, half.new_ones(1)])  # pixels = diag(scale) @ half-side units
     return m * scale[:, None] / scale[None, :]

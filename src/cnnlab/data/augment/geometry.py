@@ -192,15 +192,18 @@ def _grid(m: torch.Tensor, h: int, w: int, align: bool) -> torch.Tensor:
 
 def _projective_grid(m: torch.Tensor, h: int, w: int, align: bool) -> torch.Tensor:
     """Sampling grid (B, H, W, 2) for homographies ``m`` (B, 3, 3): the input point of output
-    pixel q is (m q)[:2] / (m q)[2] (not separable, so one (B, H, W, 3) product)."""
+    pixel q is (m q)[:2] / (m q)[2]."""
     u = torch.arange(w, device=m.device, dtype=m.dtype) - (w - 1) / 2  # (W,)
     v = torch.arange(h, device=m.device, dtype=m.dtype) - (h - 1) / 2  # (H,)
-    q = torch.stack([u.expand(h, w), v[:, None].expand(h, w), torch.ones(h, w, device=m.device,
-                                                                         dtype=m.dtype)], -1)
-    p = torch.einsum("bij,hwj->bhwi", m, q)  # (B, H, W, 3) homogeneous input points
     norm = torch.tensor([2 / max(w - align, 1), 2 / max(h - align, 1)], device=m.device,
                         dtype=m.dtype)
-    return p[..., :2] / p[..., 2:] * norm
+    mn = m[:, :2, :] * norm[:, None]  # (B, 2, 3): numerators in grid_sample units
+    d = m[:, 2, :]  # (B, 3): the denominator's row
+    # every row of m q is separable as in _grid: (.., 1, W) + (.., H, 1) broadcast adds
+    num = mn[:, :, 0, None, None] * u + (mn[:, :, 1, None, None] * v[:, None]
+                                         + mn[:, :, 2, None, None])  # (B, 2, H, W)
+    den = d[:, 0, None, None] * u + (d[:, 1, None, None] * v[:, None] + d[:, 2, None, None])
+    return num.div_(den[:, None]).permute(0, 2, 3, 1)  # (B, H, W, 2)
 
 
 def sample_grid(x: torch.Tensor, grid: torch.Tensor, interpolation: str, padding: str,
