@@ -1,4 +1,5 @@
-"""``cnnlab augment preview``: see what an augmentation pipeline does to a dataset."""
+"""``cnnlab augment preview|sample``: see what an augmentation pipeline does to a dataset,
+or write N augmented images to a folder (the Augmentor library's ``sample``)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ ops: {textwrap.fill(', '.join(OPS), 70, subsequent_indent='     ')}"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``augment`` with its ``preview`` action."""
+    """Add ``augment`` with its ``preview`` and ``sample`` actions."""
     fmt = argparse.RawDescriptionHelpFormatter
     augment = subparsers.add_parser(
-        "augment", help="preview augmentation pipelines", formatter_class=fmt,
-        description="Preview data augmentation pipelines.", epilog=EPILOG)
+        "augment", help="preview augmentation pipelines, write augmented samples",
+        formatter_class=fmt, epilog=EPILOG,
+        description="Preview data augmentation pipelines or write augmented images to disk.")
     actions = augment.add_subparsers(dest="augment_command", metavar="ACTION")
     preview = actions.add_parser(
         "preview", help="write a grid of originals and augmented versions (PNG)",
@@ -43,6 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("--root", metavar="DIR", help="dataset cache folder")
     add_quiet_option(preview)
     preview.set_defaults(func=run_preview)
+    sample = actions.add_parser(
+        "sample", help="write N augmented images (PNG) to a folder, one subfolder per class",
+        formatter_class=fmt, epilog=EPILOG,
+        description=textwrap.fill(
+            "Draw N training images at random (with replacement, seeded), augment them "
+            "with PIPELINE in batches on the device and write each as OUT/<class>/"
+            "<number>_from_<source index>.png, as Augmentor's sample(n); --data folder:OUT "
+            "reads them back. OUT must be new or empty.", 78))
+    sample.add_argument("pipeline", metavar="PIPELINE",
+                        help="preset name, TOML file or inline list of op tables")
+    add_data_options(sample, required=True)
+    sample.add_argument("-n", "--n", type=int, required=True, help="images to write")
+    sample.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (created; must be empty if it exists)")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    sample.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    sample.add_argument("--batch-size", type=int, default=256,
+                        help="images augmented at once (default 256)")
+    sample.add_argument("--root", metavar="DIR", help="dataset cache folder")
+    add_quiet_option(sample)
+    sample.set_defaults(func=run_sample)
     augment.set_defaults(func=lambda args: (augment.print_help(), 2)[1])
 
 
@@ -73,4 +97,25 @@ def run_preview(args: argparse.Namespace) -> int:
                        title=None)
     print(f"wrote {out}: {args.n} {args.data} images x {args.k} augmentations "
           f"({args.pipeline})")
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    from cnnlab.data import load_dataset
+    from cnnlab.data.augment.sample import check_out_dir, sample_images
+    from cnnlab.errors import ConfigError
+    from cnnlab.train.hardware import resolve_device
+
+    if args.n < 1:  # the cheap checks first: nothing is loaded or written for a bad call
+        raise ConfigError(f"-n must be >= 1, got {args.n}")
+    check_out_dir(args.out)
+    spec = pipeline_spec(args.pipeline)
+    device = resolve_device(args.device)
+    ds = load_dataset(args.data, args.root, test_fraction=0.0, resize=args.resize or 0,
+                      skip_bad=bool(args.skip_bad), progress=False if args.quiet else None)
+    paths = sample_images(ds.train, spec, args.n, args.out, seed=args.seed, device=device,
+                          batch_size=args.batch_size, progress=False if args.quiet else None)
+    folders = len({p.parent for p in paths})
+    print(f"wrote {len(paths)} augmented {args.data} images to {args.out} ({folders} class "
+          f"folders; {args.pipeline})")
     return 0

@@ -7,7 +7,10 @@ with tensor ops: no Python loop over samples.  The parts live in
 * :mod:`~cnnlab.data.augment.augbase`: the ``Op`` base class and the op registry
   (``register_op``, ``OPS``);
 * :mod:`~cnnlab.data.augment.geometry`: flips, crop with padding, translation, rotation,
-  shear, scale, random resized crop (fused into one resampling per batch in a pipeline);
+  shear, scale (alias zoom), random resized crop (fused into one resampling per batch in
+  a pipeline);
+* :mod:`~cnnlab.data.augment.distort`: perspective skew (a homography, fused too) and
+  elastic distortion, after Augmentor;
 * :mod:`~cnnlab.data.augment.color`: brightness, contrast, saturation, hue, grayscale,
   solarize, posterize, equalize, autocontrast, sharpness, invert, cutout / random
   erasing, noise;
@@ -16,7 +19,9 @@ with tensor ops: no Python loop over samples.  The parts live in
 * :mod:`~cnnlab.data.augment.randaugment`: RandAugment(N, M);
 * :mod:`~cnnlab.data.augment.pipeline`: ordered pipelines, presets and
   :func:`build_pipeline`;
-* :mod:`~cnnlab.data.augment.preview`: a PNG grid of what a pipeline does.
+* :mod:`~cnnlab.data.augment.preview`: a PNG grid of what a pipeline does;
+* :mod:`~cnnlab.data.augment.sample`: N augmented images written to a folder (Augmentor's
+  ``sample``).
 
 This package exports the pipeline API and every registered op class by its class name
 (``Crop``, ``HFlip``, ``RandAugment``, ``MixUp``, ...); the functional forms (``hflip``,
@@ -29,7 +34,7 @@ This package exports the pipeline API and every registered op class by its class
 from __future__ import annotations
 
 # the op modules register their ops when imported: all of them before OPS is read
-from cnnlab.data.augment import color, geometry, mixing, randaugment  # noqa: F401
+from cnnlab.data.augment import color, distort, geometry, mixing, randaugment  # noqa: F401
 from cnnlab.data.augment.augbase import OPS, Op, register_op
 from cnnlab.data.augment.pipeline import PRESETS, FlipCrop, Pipeline, build_pipeline, make_op
 

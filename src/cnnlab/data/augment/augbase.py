@@ -95,7 +95,8 @@ class Op:
     Subclasses set ``name`` (the key used in ``data.augment`` tables), list their
     keyword parameters in ``params`` (in order) and name the one a generic
     ``magnitude`` maps to in ``magnitude_param``.  ``kind`` is ``"geometric"`` (the op
-    contributes a per-sample 2-D affine map and can be fused), ``"color"`` (pixel
+    moves pixels: a per-sample 3 x 3 map that a pipeline fuses, or a displacement field as
+    elastic distortion), ``"color"`` (pixel
     values only), ``"mix"`` (combines samples and soft labels) or ``"compound"``.
     A class's own ``aliases`` (other names it answers to) and ``randaugment`` (the ops
     it adds to RandAugment's list) are not inherited by its subclasses.

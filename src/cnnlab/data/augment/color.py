@@ -135,7 +135,7 @@ def equalize(x: torch.Tensor) -> torch.Tensor:
     below 2^24, so float32 holds them and their integer arithmetic exactly.
     """
     b, c, h, w = x.shape
-    levels = _to_levels(x).view(b * c, h * w)  # (BC, HW) float levels 0..255
+    levels = _to_levels(x).reshape(b * c, h * w)  # (BC, HW) levels 0..255; x may be NHWC
     index = levels.long()
     hist = torch.zeros(b * c, 256, dtype=x.dtype, device=x.device)
     hist.scatter_add_(1, index, torch.ones((), dtype=x.dtype, device=x.device).expand_as(levels))
@@ -329,7 +329,7 @@ class Grayscale(Op):
     """Convert to grayscale (kept as C channels) with probability ``p`` per sample."""
 
     name = "grayscale"
-    aliases = ("gray",)
+    aliases = ("gray", "greyscale")
 
     def __init__(self, p: float = 0.2):
         super().__init__(p)
@@ -385,6 +385,7 @@ class Equalize(_PlainOp):
     """Histogram equalization with probability ``p`` per sample."""
 
     name = "equalize"
+    aliases = ("histogram_equalization", "histogram_equalisation")
     fn = staticmethod(equalize)
     randaugment = (RandAugmentOp("equalize", 13, apply=lambda x, level: equalize(x)),)
 

@@ -5,7 +5,8 @@ Every geometric op is a per-sample 2-D affine map.  Maps are (B, 3, 3) matrices 
 unit per pixel) that send an output pixel to the input point it samples from (the
 inverse map, as ``F.grid_sample`` wants it).  Applying op A then op B samples the input
 at ``M_A @ M_B @ q``, so a chain of geometric ops is one matrix product and ONE
-``grid_sample`` per batch (:func:`affine`).
+``grid_sample`` per batch (:func:`affine`).  A perspective skew (``distort.py``) is a
+homography in the same coordinates and fuses the same way (``affine(projective=True)``).
 
 Maps made of flips, integer shifts and multiples of 90 degrees are *integral*: with
 nearest sampling they reproduce the pixels exactly (``rotate(x, 90)`` equals
@@ -189,24 +190,47 @@ def _grid(m: torch.Tensor, h: int, w: int, align: bool) -> torch.Tensor:
     return (cols + rows).permute(0, 2, 3, 1)  # (B, H, W, 2) view: grid_sample takes strides
 
 
-def affine(x: torch.Tensor, matrix: torch.Tensor, interpolation: str = "bilinear",
-           padding: str = "zeros", fill: float = 0.0) -> torch.Tensor:
-    """Resample ``x`` (B, C, H, W) once through per-sample maps ``matrix`` (B, 3, 3).
+def _projective_grid(m: torch.Tensor, h: int, w: int, align: bool) -> torch.Tensor:
+    """Sampling grid (B, H, W, 2) for homographies ``m`` (B, 3, 3): the input point of output
+    pixel q is (m q)[:2] / (m q)[2]."""
+    u = torch.arange(w, device=m.device, dtype=m.dtype) - (w - 1) / 2  # (W,)
+    v = torch.arange(h, device=m.device, dtype=m.dtype) - (h - 1) / 2  # (H,)
+    norm = torch.tensor([2 / max(w - align, 1), 2 / max(h - align, 1)], device=m.device,
+                        dtype=m.dtype)
+    mn = m[:, :2, :] * norm[:, None]  # (B, 2, 3): numerators in grid_sample units
+    d = m[:, 2, :]  # (B, 3): the denominator's row
+    # every row of m q is separable as in _grid: (.., 1, W) + (.., H, 1) broadcast adds
+    num = mn[:, :, 0, None, None] * u + (mn[:, :, 1, None, None] * v[:, None]
+                                         + mn[:, :, 2, None, None])  # (B, 2, H, W)
+    den = d[:, 0, None, None] * u + (d[:, 1, None, None] * v[:, None] + d[:, 2, None, None])
+    return num.div_(den[:, None]).permute(0, 2, 3, 1)  # (B, H, W, 2)
 
-    ``matrix`` sends output pixel (u, v, 1) to the input point it samples (centred pixel
-    coordinates).  ``interpolation``: bilinear | nearest; ``padding``: zeros (with
-    ``fill``), reflect (mirror about the edge pixels) or border.
-    """
-    padding = canonical_padding(padding)
-    check_choice("affine", "interpolation", interpolation, INTERPOLATIONS)
-    _, _, h, w = x.shape
-    align = padding == "reflect"  # grid_sample reflects about the edge-pixel centres then
-    grid = _grid(matrix.to(x.dtype), h, w, align)
+
+def sample_grid(x: torch.Tensor, grid: torch.Tensor, interpolation: str, padding: str,
+                fill: float, align: bool) -> torch.Tensor:
+    """``F.grid_sample`` of ``x`` at ``grid`` (B, H, W, 2) with cnnlab's padding names."""
     mode = {"zeros": "zeros", "reflect": "reflection", "border": "border"}[padding]
     if padding == "zeros" and fill:
         # grid_sample pads with 0: sample x - fill, then add fill back
         return F.grid_sample(x - fill, grid, interpolation, mode, align_corners=align) + fill
     return F.grid_sample(x, grid, interpolation, mode, align_corners=align)
+
+
+def affine(x: torch.Tensor, matrix: torch.Tensor, interpolation: str = "bilinear",
+           padding: str = "zeros", fill: float = 0.0, projective: bool = False) -> torch.Tensor:
+    """Resample ``x`` (B, C, H, W) once through per-sample maps ``matrix`` (B, 3, 3).
+
+    ``matrix`` sends output pixel (u, v, 1) to the input point it samples (centred pixel
+    coordinates).  ``interpolation``: bilinear | nearest; ``padding``: zeros (with
+    ``fill``), reflect (mirror about the edge pixels) or border.  ``projective``: the maps
+    may be homographies (a last row other than [0, 0, 1], e.g. perspective skew).
+    """
+    padding = canonical_padding(padding)
+    check_choice("affine", "interpolation", interpolation, INTERPOLATIONS)
+    _, _, h, w = x.shape
+    align = padding == "reflect"  # grid_sample reflects about the edge-pixel centres then
+    grid = (_projective_grid if projective else _grid)(matrix.to(x.dtype), h, w, align)
+    return sample_grid(x, grid, interpolation, padding, fill, align)
 
 
 def rotate(x: torch.Tensor, degrees: torch.Tensor | float, interpolation: str = "bilinear",
@@ -261,6 +285,7 @@ class GeometricOp(Op):
     padding: str | None = "zeros"
     fill: float = 0.0
     has_remainder: ClassVar[bool] = False
+    projective: ClassVar[bool] = False  # maps are homographies (fused: projective grid)
     fusable: bool = True  # contributes a map (RandAugment without geometric ops does not)
 
     def _set_padding(self, padding: str, fill: float) -> None:
@@ -280,7 +305,8 @@ class GeometricOp(Op):
 
     def apply(self, x, y, params):
         m = self.matrix(params, x.shape)
-        x = affine(x, m, self.interpolation, self.padding or "zeros", self.fill)
+        x = affine(x, m, self.interpolation, self.padding or "zeros", self.fill,
+                   self.projective)
         return self.remainder(x, y, params)
 
     def _masked(self, params: Params, m: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,8 @@ class Pipeline:
         exact = all(op.interpolation == "nearest" for op in group)
         padded = [op for op in group if op.padding is not None]
         padding, fill = (padded[0].padding, padded[0].fill) if padded else ("zeros", 0.0)
-        x = affine(x, m, "nearest" if exact else "bilinear", padding, fill)
+        projective = any(op.projective for op in group)
+        x = affine(x, m, "nearest" if exact else "bilinear", padding, fill, projective)
         for op, p in zip(group, params):
             if op.has_remainder:
                 x, y = op.remainder(x, y, p)
