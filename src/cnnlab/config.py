@@ -1,4 +1,4 @@
-"""Run configuration: frozen dataclasses, TOML loading and dotted overrides.
+"""Run configuration: frozen dataclasses, TOML loading, dotted overrides and recipes.
 
 A run is described by four groups of keys, ``data.*``, ``model.*``, ``optim.*`` and
 ``train.*``.  ``model.*`` is open: besides ``model.name`` every key is passed to the
@@ -6,6 +6,14 @@ model builder (``model.blocks=3`` becomes ``create_model(..., blocks=3)``), and 
 registry checks it against the builder's signature.
 
     cfg = load_config("run.toml", overrides=["optim.lr=3e-3", "model.blocks=4"])
+
+A *recipe* is a named TOML file of such keys (``cnnlab/recipes/NAME.toml``: optimizer,
+schedule, loss, augmentation, regularization; ``cnnlab recipes`` lists them). A config
+names one with a top-level ``recipe = "rsb-a3"`` (or ``load_config(recipe=...)``, the
+CLI's ``--recipe``); precedence, lowest first: the defaults, the recipe, the config's own
+keys, the overrides. A recipe may itself start from another (``recipe = "fast"``).
+
+    cfg = load_config(recipe="rsb-a3", overrides=["model.name='resnet20'"])
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import ConfigError, did_you_mean
+
+RECIPE_KEY = "recipe"  # top-level key of a config, sweep base or recipe file
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,10 @@ class DataConfig:
     alternating_flip: bool = False
     low_res: int = 0  # progressive resizing: side of the training images in early epochs (0 = off)
     low_res_epochs: int = 0  # how many first epochs train at data.low_res
+    # repeated augmentation (Hoffer et al. 2020; DeiT, RSB A1/A2): each epoch draws
+    # ceil(N / k) distinct images and shows each k times, copies side by side in a batch,
+    # each copy augmented differently; the epoch keeps its N samples (1 = off)
+    aug_repeats: int = 1
 
 
 @dataclass(frozen=True)
@@ -68,9 +82,13 @@ class OptimConfig:
     warmup_epochs: float = 0.0  # epochs of linear warm-up (warmup-* schedules)
     warmup_from: float = 0.0  # lr factor the warm-up starts from, in [0, 1) (the record: 0.2)
     step_epochs: float = 30.0  # period of the step schedule
-    gamma: float = 0.1  # factor of the step schedule
+    gamma: float = 0.1  # factor of the step and multistep schedules
+    milestones: tuple = (0.5, 0.75)  # multistep: lr x gamma at these fractions of the run
     min_lr_ratio: float = 0.0  # floor of cosine / linear decay, as a fraction of lr
-    loss: str = "cross-entropy"  # training loss: cross-entropy, or mse (squared error to one-hot)
+    loss: str = "cross-entropy"  # training loss: cross-entropy, bce (one-vs-all sigmoids) or mse
+    # bce: soft targets above this become 1, the rest 0, after mixing and smoothing
+    # (timm's target_threshold; RSB: 0.2); 0 = off
+    target_threshold: float = 0.0
     label_smoothing: float = 0.0  # label smoothing of the cross-entropy, in [0, 1)
     grad_clip: float = 0.0  # max global gradient norm (0 = off)
     l1: float = 0.0  # weight of the L1 penalty added to the loss (cnnlab.train.regularizers)
@@ -130,18 +148,25 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # the recipe the config was built on ("" = none): a record, as its values are already
+    # in the groups above; reading a dict back applies it first, then the dict's values
+    recipe: str = ""
 
     def to_dict(self) -> dict:
-        return {
+        tables = {
             "data": dataclasses.asdict(self.data),
             "model": {"name": self.model.name, **self.model.args},
             "optim": dataclasses.asdict(self.optim),
             "train": dataclasses.asdict(self.train),
         }
+        return {RECIPE_KEY: self.recipe, **tables} if self.recipe else tables
 
     def flat(self) -> dict[str, Any]:
-        """Dotted keys to values, e.g. ``{"optim.lr": 0.001, ...}``."""
-        return {f"{g}.{k}": v for g, d in self.to_dict().items() for k, v in d.items()}
+        """Dotted keys to values, e.g. ``{"optim.lr": 0.001, ...}`` (and ``"recipe"``)."""
+        out = {RECIPE_KEY: self.recipe} if self.recipe else {}
+        out.update({f"{g}.{k}": v for g, d in self.to_dict().items() if isinstance(d, dict)
+                    for k, v in d.items()})
+        return out
 
     def set(self, **dotted: Any) -> RunConfig:
         """Return a copy with dotted keys replaced: ``cfg.set(**{"optim.lr": 0.1})``."""
@@ -220,6 +245,12 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
     model_name, model_args = cfg.model.name, dict(cfg.model.args)
     for key, value in overrides.items():
         group, _, name = key.partition(".")
+        if key == RECIPE_KEY:
+            if value != cfg.recipe:  # the same name (a saved config read back) is fine
+                raise ConfigError(f"'recipe' is not an override: it goes under every other "
+                                  f"key, so name it with --recipe {value} or a top-level "
+                                  f"recipe = \"{value}\" in the config file")
+            continue
         if group == "model" and name:
             if name == "name":
                 model_name = str(value)
@@ -237,6 +268,7 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any] | list[str]) -> Ru
         model=ModelConfig(model_name, model_args),
         optim=replace(cfg.optim, **groups["optim"]),
         train=replace(cfg.train, **groups["train"]),
+        recipe=cfg.recipe,
     )
     validate(new)
     return new
@@ -255,8 +287,75 @@ def _flatten(table: dict) -> dict[str, Any]:
 
 
 def from_dict(table: dict, base: RunConfig | None = None) -> RunConfig:
-    """Build a config from nested ``{"optim": {"lr": ...}}`` or flat dotted tables."""
-    return apply_overrides(base or RunConfig(), _flatten(table))
+    """Build a config from nested ``{"optim": {"lr": ...}}`` or flat dotted tables; a
+    top-level ``recipe = NAME`` is applied to ``base`` first, under the table's keys."""
+    table = dict(table)
+    cfg = base or RunConfig()
+    name = table.pop(RECIPE_KEY, None)
+    if name:
+        cfg = apply_recipe(cfg, name)
+    return apply_overrides(cfg, _flatten(table))
+
+
+# -- recipes ------------------------------------------------------------------------------
+
+def _recipe_dir():
+    """The shipped recipes: ``cnnlab/recipes/*.toml`` (package data, no code)."""
+    from importlib import resources
+
+    return resources.files("cnnlab") / "recipes"
+
+
+def list_recipes() -> dict[str, str]:
+    """Recipe name -> its one-line description (from the shipped TOML files)."""
+    entries = sorted((e for e in _recipe_dir().iterdir() if e.name.endswith(".toml")),
+                     key=lambda e: e.name)
+    return {e.name[:-5]: tomllib.loads(e.read_text()).get("description", "")
+            for e in entries}
+
+
+def recipe_table(name_or_path: str | Path, _seen: tuple = ()) -> dict[str, Any]:
+    """What a recipe sets, as dotted keys (``{"optim.name": "lamb", ...}``), with the
+    recipe it starts from (its own ``recipe = ...``) resolved underneath. A name is a
+    shipped recipe; a path ending in ``.toml`` a recipe file of one's own."""
+    text = str(name_or_path)
+    if text.endswith(".toml"):
+        table = read_toml(text, "recipe file")
+    else:
+        recipes = list_recipes()
+        if text not in recipes:
+            raise ConfigError(f"unknown recipe {text!r}{did_you_mean(text, recipes, n=2)} "
+                              f"(recipes: {', '.join(recipes)}; or give a .toml file)")
+        table = tomllib.loads((_recipe_dir() / f"{text}.toml").read_text())
+    if text in _seen:
+        raise ConfigError(f"recipe {text!r} starts from itself ({' -> '.join(_seen + (text,))})")
+    table = {k: v for k, v in table.items() if k != "description"}
+    parent = table.pop(RECIPE_KEY, None)
+    out = recipe_table(parent, _seen + (text,)) if parent else {}
+    out.update(_flatten(table))
+    return out
+
+
+def recipe_name(name_or_path: str | Path) -> str:
+    """The name a config records for a recipe: a shipped name, or a file's stem."""
+    text = str(name_or_path)
+    return Path(text).stem if text.endswith(".toml") else text
+
+
+def apply_recipe(cfg: RunConfig, name_or_path: str | Path) -> RunConfig:
+    """``cfg`` with a recipe's keys set (they replace ``cfg``'s values: apply a recipe
+    first, then what should win over it) and the recipe's name recorded."""
+    try:
+        new = apply_overrides(cfg, recipe_table(name_or_path))
+    except ConfigError as e:
+        raise ConfigError(f"recipe {recipe_name(name_or_path)!r}: {e}") from None
+    return replace(new, recipe=recipe_name(name_or_path))
+
+
+def recipe_config(name_or_path: str | Path, overrides: list[str] | dict | None = None
+                  ) -> RunConfig:
+    """The RunConfig of a recipe alone (defaults under it), then ``overrides``."""
+    return load_config(recipe=name_or_path, overrides=overrides)
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
@@ -271,23 +370,27 @@ def read_toml(path: str | Path, what: str = "config file") -> dict:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | dict | None = None
+    path: str | Path | None = None, overrides: list[str] | dict | None = None,
+    recipe: str | Path | None = None,
 ) -> RunConfig:
-    """Load a TOML run file (optional) then apply overrides."""
-    cfg = RunConfig()
-    if path is not None:
-        cfg = from_dict(read_toml(path), cfg)
+    """Load a TOML run file (optional) then apply overrides. ``recipe`` (a name or a
+    recipe file) goes under the file's keys, in place of the file's own ``recipe``."""
+    table = read_toml(path) if path is not None else {}
+    if recipe:
+        table[RECIPE_KEY] = str(recipe)
+    cfg = from_dict(table)
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     return cfg
 
 
 CHOICES = {
-    "optim.name": ("sgd", "adam", "adamw"),
+    "optim.name": ("sgd", "adam", "adamw", "lamb"),
     "optim.decay_mode": ("auto", "coupled", "decoupled"),
-    "optim.loss": ("cross-entropy", "mse"),
+    "optim.loss": ("cross-entropy", "bce", "mse"),
     "optim.schedule": (
-        "constant", "step", "cosine", "onecycle", "warmup-linear", "warmup-cosine",
+        "constant", "step", "multistep", "cosine", "onecycle", "warmup-linear",
+        "warmup-cosine",
     ),
     "data.pixels": ("keep", "shuffled", "random", "gaussian"),
     "data.label_noise_to": ("other", "any"),
@@ -415,6 +518,18 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"train.data_init_images must be >= 1 and train.whiten_bias_epochs "
                           f">= 0, got {cfg.train.data_init_images} and "
                           f"{cfg.train.whiten_bias_epochs}")
+    if cfg.data.aug_repeats < 1:
+        raise ConfigError(f"data.aug_repeats must be >= 1 (1 = off), got {cfg.data.aug_repeats}")
+    if not 0 <= cfg.optim.target_threshold < 1:
+        raise ConfigError(f"optim.target_threshold must be in [0, 1) (0 = off), got "
+                          f"{cfg.optim.target_threshold}")
+    if any(not 0 < m < 1 for m in cfg.optim.milestones) or \
+            list(cfg.optim.milestones) != sorted(cfg.optim.milestones):
+        raise ConfigError(f"optim.milestones must be increasing fractions of the run in (0, 1), "
+                          f"got {list(cfg.optim.milestones)}")
+    if cfg.optim.name == "lamb" and cfg.optim.decay_mode == "coupled":
+        raise ConfigError("optim.name = 'lamb' decays in its update (decoupled): "
+                          "optim.decay_mode = 'coupled' does not apply")
     if not 0 <= cfg.optim.label_smoothing < 1:
         raise ConfigError(
             f"optim.label_smoothing must be in [0, 1), got {cfg.optim.label_smoothing}"

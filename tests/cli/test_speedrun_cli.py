@@ -32,7 +32,7 @@ def test_speedrun_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert err.startswith("cnnlab: error: --target") and "\n" not in err
     assert main(["speedrun", "--recipe", "fastest", "--out", str(tmp_path / "b"), *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert "unknown speedrun recipe 'fastest'" in err and "fast" in err and "\n" not in err
+    assert "unknown recipe 'fastest'" in err and "fast" in err and "\n" not in err
     assert main(["speedrun", "--data", "nosuchdata", "--out", str(tmp_path / "c"),
                  "--quiet"]) == 2
     assert "\n" not in capsys.readouterr().err.strip()

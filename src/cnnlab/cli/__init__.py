@@ -15,7 +15,7 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError, one_line_warning
 
 COMMAND_MODULES = ("models", "data", "train", "check", "sweep", "report", "augment", "hub",
-                   "speedrun",
+                   "speedrun", "recipes",
                    "config", "eval")
 # commands registered by a module whose name differs from the command
 ALIASES = {"export": "hub", "predict": "hub"}

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = option_overrides(args)
     if args.model:
         overrides.insert(0, f"model.name={args.model!r}")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, recipe=args.recipe)
     out = Path(args.out) if args.out else default_out(cfg.model.name, cfg.data.spec)
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     header = [] if cfg.train.quiet else [f"checks of {cfg.model.name} on {cfg.data.spec} "

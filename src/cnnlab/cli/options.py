@@ -42,6 +42,10 @@ def add_train_options(p: argparse.ArgumentParser, epochs: bool = True) -> None:
     """``--set``, ``--epochs`` (unless ``epochs=False``: a command that trains no full
     run), ``--seed``, ``--device``, ``--quiet`` and the data options."""
     add_data_options(p)
+    p.add_argument("--recipe", metavar="NAME|TOML",
+                   help="start from a recipe: a named set of config values (see `cnnlab "
+                        "recipes`) or a recipe .toml file; the config file, --set and the "
+                        "options win over it")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
                    help="override a config key, e.g. --set optim.lr=3e-3 (repeatable)")
     if epochs:

@@ -14,8 +14,6 @@ def register(sub) -> None:
         "ordinary trainer; print the final accuracy with and without test-time augmentation, "
         "the wall time from set-up to the last evaluation and, with --curve, the time to "
         "--target. Writes a run folder like `cnnlab train`.")
-    p.add_argument("--recipe", default=None, metavar="NAME|TOML",
-                   help="recipe name (fast, airbench94) or a TOML file (default fast)")
     p.add_argument("--target", type=float, default=0.94,
                    help="test accuracy whose first epoch is reported, in (0, 1] (0.94)")
     p.add_argument("--curve", action="store_true",
@@ -25,7 +23,7 @@ def register(sub) -> None:
                    help="train on a seeded, class-stratified subset of N training images "
                         "(data.train_size)")
     p.add_argument("--out", metavar="DIR", help="run folder (default runs/speedrun-TIME)")
-    add_train_options(p)
+    add_train_options(p)  # --recipe among them (default here: fast)
     p.set_defaults(func=run)
 
 

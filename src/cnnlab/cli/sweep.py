@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         result = sweep(args.spec, args.out, data=args.data, overrides=overrides,
                        reps=args.reps, seed=args.seed, workers=args.workers,
                        threads=args.threads, force=args.force, report=not args.no_report,
-                       stack_reps=args.stack_reps,
+                       stack_reps=args.stack_reps, recipe=args.recipe,
                        log=(lambda *a: None) if args.quiet else print)
     except KeyboardInterrupt:
         again = shlex.join(["cnnlab", *(a for a in args.argv if a != "--force")])

@@ -35,7 +35,7 @@ def default_run_dir(model: str, spec: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.config import apply_overrides, load_config
+    from cnnlab.config import apply_overrides, load_config, recipe_table
     from cnnlab.errors import ConfigError
     from cnnlab.experiments.run import train_run
     from cnnlab.status import DIVERGED
@@ -45,15 +45,22 @@ def run(args: argparse.Namespace) -> int:
     if args.model:
         overrides.insert(0, f"model.name={args.model!r}")
     if args.resume:
+        if args.recipe:
+            raise ConfigError("--recipe cannot change a run being resumed (its config is "
+                              "fixed in its folder)")
         out = Path(args.resume)
         cfg = saved_config(out)
         if args.config:
             cfg = load_config(args.config)
         cfg = apply_overrides(cfg, overrides) if overrides else cfg
     else:
-        if not args.model and not args.config:
-            raise ConfigError("name a model (e.g. `cnnlab train vgg --data digits`) or a --config")
-        cfg = load_config(args.config, overrides)
+        if not args.model and not args.config and not args.recipe:
+            raise ConfigError("name a model (e.g. `cnnlab train vgg --data digits`), a "
+                              "--config or a --recipe")
+        if not args.model and not args.config and "model.name" not in recipe_table(args.recipe):
+            raise ConfigError(f"recipe {args.recipe!r} names no model: give one (e.g. "
+                              f"`cnnlab train resnet20 --recipe {args.recipe}`)")
+        cfg = load_config(args.config, overrides, recipe=args.recipe)
         out = Path(args.out) if args.out else default_run_dir(cfg.model.name, cfg.data.spec)
         # a folder that already holds a run is refused by fit, under the folder's lock
     log = (lambda *a: None) if cfg.train.quiet else print

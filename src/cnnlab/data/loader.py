@@ -45,6 +45,11 @@ class DeviceLoader:
             epochs every batch is resized (bilinear, antialiased) to ``low_res`` pixels a
             side after augmentation, so those epochs cost about (low_res / H)^2 of a full
             one (models with a global pool take any size).
+        aug_repeats: repeated augmentation (Hoffer et al. 2020, "Augment your batch";
+            Berman et al. 2019): with k > 1 each epoch takes the first ceil(N / k) images
+            of its seeded permutation and shows each k times in a row (so the copies
+            share a batch, each augmented by its own draws), cut to N samples: the epoch
+            keeps its length and its number of steps. Only when shuffling.
     """
 
     def __init__(
@@ -63,9 +68,13 @@ class DeviceLoader:
         alternating_flip: bool = False,
         low_res: int = 0,
         low_res_epochs: int = 0,
+        aug_repeats: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if aug_repeats < 1:
+            raise ValueError(f"aug_repeats must be >= 1, got {aug_repeats}")
+        self.aug_repeats = aug_repeats
         self.device = torch.device(device)
         self.images = data.images.to(self.device)  # uint8 (N, H, W, C), moved once
         self.labels = data.labels.to(self.device)
@@ -109,7 +118,11 @@ class DeviceLoader:
         if not self.shuffle:
             return torch.arange(n, device=self.device)
         g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))  # CPU: same on any device
-        return torch.randperm(n, generator=g).to(self.device)
+        perm = torch.randperm(n, generator=g)
+        if self.aug_repeats > 1:  # (ceil(N/k),) distinct images -> each k times, N in all
+            distinct = perm[:-(-n // self.aug_repeats)]
+            perm = distinct.repeat_interleave(self.aug_repeats)[:n]
+        return perm.to(self.device)
 
     def flip_mask(self, idx: torch.Tensor, epoch: int) -> torch.Tensor | None:
         """Which of the images ``idx`` (dataset indices) alternating flip flips in ``epoch``

@@ -20,6 +20,10 @@
     [sizes.digits.set]
     "train.epochs" = 40
 
+A recipe (``cnnlab recipes``) goes under the base: ``[base] recipe = "rsb-a3"``, or a
+grid axis ``recipe = ["classic", "rsb-a3"]`` whose value replaces the base's recipe; either
+way the base's keys, the user's overrides and the other axes win over the recipe.
+
 Presets ship as ``cnnlab/experiments/presets/NAME.toml``.
 """
 
@@ -33,7 +37,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import RunConfig, apply_overrides, from_dict, read_toml
+from cnnlab.config import RECIPE_KEY, RunConfig, apply_overrides, from_dict, read_toml
 from cnnlab.errors import ConfigError, did_you_mean
 
 VARIANT_AXIS = "variant"
@@ -95,14 +99,21 @@ class SweepSpec:
         digest = hashlib.sha256(f"{self.seed}|{cell.key}|{rep}".encode()).digest()
         return int.from_bytes(digest[:4], "little")
 
-    def base_config(self) -> RunConfig:
-        cfg = from_dict(self.base)
+    def base_config(self, recipe: str | None = None) -> RunConfig:
+        """The base tables (with ``recipe`` in place of the base's own, if given), then
+        the user's overrides."""
+        table = {**self.base, **({RECIPE_KEY: recipe} if recipe else {})}
+        cfg = from_dict(table)
         return apply_overrides(cfg, self.overrides) if self.overrides else cfg
 
+    def cell_config(self, cell: Cell) -> RunConfig:
+        """A cell's config before its seed: a recipe value goes under the base, the other
+        grid values are applied last (they win over base and user overrides)."""
+        rest = {k: v for k, v in cell.overrides.items() if k != RECIPE_KEY}
+        return apply_overrides(self.base_config(cell.overrides.get(RECIPE_KEY)), rest)
+
     def run_config(self, cell: Cell, rep: int) -> RunConfig:
-        # grid values are applied last: they win over base and user overrides
-        cfg = apply_overrides(self.base_config(), cell.overrides)
-        return apply_overrides(cfg, {"train.seed": self.run_seed(cell, rep)})
+        return apply_overrides(self.cell_config(cell), {"train.seed": self.run_seed(cell, rep)})
 
     def validate(self) -> None:
         if self.reps < 1:
@@ -128,10 +139,10 @@ class SweepSpec:
             if extra:
                 raise ConfigError(f"sweep '{self.name}': [sizes.{source}.grid] names axes "
                                   f"{sorted(extra)} that the grid does not have")
-        base = self.base_config()  # raises on a bad base key
+        self.base_config()  # raises on a bad base key
         cells = self.cells()
         for cell in (cells[0], cells[-1]):
-            apply_overrides(base, cell.overrides)  # raises on a bad axis key or value
+            self.cell_config(cell)  # raises on a bad axis key or value
 
 
 def _dotted_keys(table: dict, prefix: str = "") -> dict[str, Any]:
@@ -202,11 +213,11 @@ def load_spec(name_or_path: str | Path) -> SweepSpec:
 
 def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | None = None,
                  overrides: list[str] | None = None, reps: int | None = None,
-                 seed: int | None = None) -> SweepSpec:
+                 seed: int | None = None, recipe: str | None = None) -> SweepSpec:
     """A sweep spec from a preset name, TOML path, dict or SweepSpec, with ``data``
     (replaces ``data.spec``), ``overrides`` (``["optim.lr=3e-3"]``, applied to every cell
     under the grid's values), ``reps`` and ``seed`` (the base seed run seeds derive from)
-    applied."""
+    applied; ``recipe`` replaces the base's recipe (a ``recipe`` grid axis still wins)."""
     if isinstance(spec_or_path, SweepSpec):
         spec = spec_or_path
     elif isinstance(spec_or_path, dict):
@@ -220,7 +231,9 @@ def resolve_spec(spec_or_path: str | Path | SweepSpec | dict, *, data: str | Non
         if size_name in spec.sizes:
             table = _with_size(table, size_name)
         extra.insert(0, f"data.spec={data!r}")
-    if extra or reps or seed is not None or table["size"] != spec.size:
+    if recipe:
+        table = {**table, "base": {**table["base"], RECIPE_KEY: str(recipe)}}
+    if extra or reps or recipe or seed is not None or table["size"] != spec.size:
         spec = spec_from_dict({**table, "overrides": table["overrides"] + extra,
                                "reps": reps or table["reps"],
                                "seed": spec.seed if seed is None else seed})
@@ -231,7 +244,8 @@ def _with_size(table: dict, size_name: str) -> dict:
     """The sweep table with ``[sizes.NAME]`` applied: its ``set`` keys go into the base
     tables, under the overrides (the user's win), its grid axes replace the grid's."""
     size = table["sizes"][size_name]
-    base = {group: dict(values) for group, values in table["base"].items()}
+    base = {group: dict(values) if isinstance(values, dict) else values  # recipe = "x"
+            for group, values in table["base"].items()}
     for key, value in size.get("set", {}).items():
         group, _, name = key.partition(".")
         base.setdefault(group, {})[name] = value

@@ -1,5 +1,6 @@
-"""Speed runs: a record recipe (a TOML file of config values) trained by the ordinary
-trainer, timed from set-up to the last evaluation.
+"""Speed runs: a record recipe (a TOML file of config values, like every recipe of
+:func:`cnnlab.config.list_recipes`) trained by the ordinary trainer, timed from set-up to
+the last evaluation.
 
     result = speedrun("fast", data="folder:cifar10-train.tar.gz", out="runs/speed")
     result.summary["test_acc"], result.summary["test_acc_no_tta"], result.summary["total_wall_time"]
@@ -16,44 +17,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from cnnlab.config import RunConfig, apply_overrides, from_dict, read_toml
-from cnnlab.errors import ConfigError, did_you_mean
+# recipes are the config's own mechanism (cnnlab.config; `cnnlab recipes` lists them)
+from cnnlab.config import apply_overrides, list_recipes, recipe_config
+from cnnlab.errors import ConfigError
 from cnnlab.train.callbacks import Callback
 from cnnlab.train.run import prepare_data
 from cnnlab.utils.io import atomic_write_json
 
 DEFAULT_RECIPE = "fast"
-
-
-def list_recipes() -> dict[str, str]:
-    """Recipe name -> its one-line description (from the shipped TOML files)."""
-    out = {}
-    for entry in sorted(resources.files("cnnlab.experiments.recipes").iterdir(),
-                        key=lambda e: e.name):
-        if entry.name.endswith(".toml"):
-            import tomllib
-
-            out[entry.name[:-5]] = tomllib.loads(entry.read_text()).get("description", "")
-    return out
-
-
-def recipe_config(name_or_path: str | Path, overrides: list[str] | dict | None = None
-                  ) -> RunConfig:
-    """The RunConfig of a shipped recipe (by name) or of a recipe/run TOML file."""
-    path = Path(str(name_or_path))
-    if path.suffix != ".toml":
-        recipes = list_recipes()
-        if str(name_or_path) not in recipes:
-            raise ConfigError(f"unknown speedrun recipe {str(name_or_path)!r}"
-                              f"{did_you_mean(str(name_or_path), recipes, n=2)} (recipes: "
-                              f"{', '.join(recipes)}; or give a .toml file)")
-        path = Path(str(resources.files("cnnlab.experiments.recipes") / f"{name_or_path}.toml"))
-    table = {k: v for k, v in read_toml(path, "recipe file").items() if k != "description"}
-    cfg = from_dict(table)
-    return apply_overrides(cfg, overrides) if overrides else cfg
 
 
 class _Clock(Callback):

@@ -5,7 +5,8 @@ Weight decay two ways, chosen by ``optim.decay_mode``:
             decay term is rescaled by the adaptive denominator like any gradient.
   decoupled (Loshchilov & Hutter 2019, AdamW): w <- w - lr * wd * w, separate from the
             gradient-based update. Under plain SGD the two coincide; under Adam they differ.
-  auto      decoupled for adamw, coupled for sgd and adam.
+  auto      decoupled for adamw and lamb, coupled for sgd and adam.
+LAMB (``optim.name = "lamb"``, :class:`Lamb`) always decays in its update, as the paper.
 Norm and bias parameters (ndim <= 1) are excluded from decay unless
 ``optim.decay_norm_and_bias`` is set.
 
@@ -154,6 +155,67 @@ class MuonSGD(torch.optim.Optimizer):
                     p.add_(d, alpha=-lr)
 
 
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning: Training BERT in
+    76 minutes", Algorithm 2), with timm's defaults (the optimizer of "ResNet strikes
+    back"). Per parameter tensor w with gradient g, at step t:
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        u = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps) + wd w    # Adam step + decay
+        r = ||w|| / ||u||        (1 where either norm is 0)           # the trust ratio
+        w = w - lr r u
+
+    The weight decay is decoupled (in ``u``, not in ``g``) and inside the trust ratio.
+    Tensors of groups without decay (norm weights and biases, unless
+    ``optim.decay_norm_and_bias``) take the plain Adam step, r = 1: timm's default
+    (``always_adapt=False``). ``eps`` = 1e-6 as timm. PyTorch has no LAMB."""
+
+    def __init__(self, groups: list[dict], lr: float, betas: tuple = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0):
+        super().__init__(groups, {"lr": lr, "betas": tuple(betas), "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            b1, b2 = group["betas"]
+            wd, eps = group["weight_decay"], group["eps"]
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p,
+                                                           memory_format=torch.preserve_format)
+            states = [self.state[p] for p in params]
+            grads = [p.grad for p in params]
+            m = [s["exp_avg"] for s in states]
+            v = [s["exp_avg_sq"] for s in states]
+            for s in states:
+                s["step"] += 1
+            t = float(states[0]["step"])  # the tensors of a group step together
+            # moments for every tensor of the group at once (foreach: a kernel per op)
+            torch._foreach_lerp_(m, grads, 1 - b1)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
+            denom = torch._foreach_div(v, 1 - b2 ** t)
+            torch._foreach_sqrt_(denom)
+            torch._foreach_add_(denom, eps)
+            update = torch._foreach_div(m, denom)
+            torch._foreach_div_(update, 1 - b1 ** t)
+            if wd:
+                torch._foreach_add_(update, params, alpha=wd)
+                w_norm = torch._foreach_norm(params)
+                u_norm = torch._foreach_norm(update)
+                for u, wn, un in zip(update, w_norm, u_norm):
+                    ratio = torch.where((wn > 0) & (un > 0), wn / un, torch.ones_like(wn))
+                    u.mul_(ratio)  # a 0-d tensor: no host sync
+            torch._foreach_add_(params, update, alpha=-group["lr"])
+
+
 class SGDW(torch.optim.SGD):
     """SGD with decoupled weight decay: w <- w * (1 - lr * wd) before the SGD step.
 
@@ -183,7 +245,7 @@ def _fused_ok(model: nn.Module) -> bool:
 def decay_mode(cfg: OptimConfig) -> str:
     if cfg.decay_mode != "auto":
         return cfg.decay_mode
-    return "decoupled" if cfg.name == "adamw" else "coupled"
+    return "decoupled" if cfg.name in ("adamw", "lamb") else "coupled"
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int | None = None
@@ -224,7 +286,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int | None =
     if cfg.name in ("adam", "adamw"):
         cls = torch.optim.AdamW if mode == "decoupled" else torch.optim.Adam
         return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=_fused_ok(model))
-    raise ConfigError(f"unknown optimizer '{cfg.name}'; choose sgd, adam or adamw")
+    if cfg.name == "lamb":
+        return Lamb(groups, lr=cfg.lr, betas=tuple(cfg.betas))
+    raise ConfigError(f"unknown optimizer '{cfg.name}'; choose sgd, adam, adamw or lamb")
 
 
 def lr_factor(cfg: OptimConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -242,6 +306,8 @@ def lr_factor(cfg: OptimConfig, step: int, total_steps: int, steps_per_epoch: in
     if cfg.schedule == "step":
         period = max(1, int(round(cfg.step_epochs * steps_per_epoch)))
         return cfg.gamma ** (step // period)
+    if cfg.schedule == "multistep":  # He et al. 2016 on CIFAR: /10 at 50 % and 75 %
+        return cfg.gamma ** sum(step >= round(m * total_steps) for m in cfg.milestones)
     if cfg.schedule in ("cosine", "warmup-cosine"):
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
     if cfg.schedule in ("onecycle", "warmup-linear"):

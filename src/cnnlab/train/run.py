@@ -37,7 +37,7 @@ from cnnlab.utils.toml_write import dumps as toml_dumps
 
 _DATA_CACHE: dict[tuple, Dataset] = {}
 _LOADER_ONLY_KEYS = {"batch_size", "eval_batch_size", "augment", "normalize", "drop_last",
-                     "alternating_flip", "low_res", "low_res_epochs"}
+                     "alternating_flip", "low_res", "low_res_epochs", "aug_repeats"}
 
 
 def prepare_data(cfg: RunConfig) -> Dataset:
@@ -78,7 +78,8 @@ def build_loaders(ds: Dataset, cfg: RunConfig, device: torch.device,
         train=DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=d.drop_last,
                            seed=cfg.train.seed, augment=augment,
                            alternating_flip=d.alternating_flip, low_res=d.low_res,
-                           low_res_epochs=d.low_res_epochs, **common),
+                           low_res_epochs=d.low_res_epochs, aug_repeats=d.aug_repeats,
+                           **common),
         val=DeviceLoader(ds.val, d.eval_batch_size, shuffle=False, drop_last=False, **common)
         if ds.val is not None else None,
         test=DeviceLoader(ds.test, d.eval_batch_size, shuffle=False, drop_last=False, **common)

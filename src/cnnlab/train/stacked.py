@@ -90,6 +90,8 @@ def config_problem(configs: Sequence[RunConfig]) -> str:
         return "train.precision = fp16 (one loss scaler would skip every repetition's step)"
     if o.muon:
         return "optim.muon = true (Muon orthogonalizes each filter's update: not elementwise)"
+    if o.name == "lamb":
+        return "optim.name = lamb (its trust ratio is a norm per weight tensor: not elementwise)"
     return ""
 
 
@@ -231,7 +233,8 @@ class StackedTrainer:
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         o = self.config.optim
-        return classification_loss(o.loss, out, y, o.label_smoothing)  # () per repetition
+        return classification_loss(o.loss, out, y, o.label_smoothing,  # () per repetition
+                                   target_threshold=o.target_threshold)
 
     # ------------------------------------------------------------ exchange
     def _export(self, j: int, t: Trainer) -> None:

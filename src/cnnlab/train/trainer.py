@@ -246,7 +246,8 @@ class Trainer:
         self.model.train()
         with self.autocast():
             out = self.step_model(x)
-        loss = classification_loss(o.loss, out, y, o.label_smoothing)
+        loss = classification_loss(o.loss, out, y, o.label_smoothing,
+                                   target_threshold=o.target_threshold)
         total = loss
         for cb in self.callbacks:
             total = cb.on_loss(self, total)  # penalties: terms on the current weights

@@ -48,20 +48,22 @@ def _color(name: str, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
 class RandAugment(GeometricOp):
     """RandAugment(n, m): ``n`` ops per sample from ``ops`` (the standard 14 by default,
     see :func:`~cnnlab.data.augment.augbase.randaugment_ops`) at magnitude ``m`` in 0..30;
-    with ``random_magnitude`` each draw uses a magnitude uniform in [0, m].  Each chosen op
-    is applied with probability ``p``.
+    with ``random_magnitude`` each draw uses a magnitude uniform in [0, m]; with ``m_std``
+    > 0 a magnitude drawn per sample and layer from N(m, m_std^2), clipped to [0, 30]
+    (timm's ``mstd``, on its 0..10 scale: timm's rand-m7-mstd0.5 is m = 21, m_std = 1.5
+    here). Each chosen op is applied with probability ``p``.
     """
 
     name = "randaugment"
     kind = "compound"
     aliases = ("rand_augment",)
-    params = ("n", "m", "random_magnitude", "ops", "padding", "fill", "p")
+    params = ("n", "m", "m_std", "random_magnitude", "ops", "padding", "fill", "p")
     magnitude_param = "m"
     has_remainder: ClassVar[bool] = True
 
     def __init__(self, n: int = 2, m: float = 9, random_magnitude: bool = False,
                  ops: Sequence[str] | None = None, padding: str = "zeros", fill: float = 0.0,
-                 p: float = 1.0):
+                 p: float = 1.0, m_std: float = 0.0):
         self.p = check_probability(self.name, "p", p)
         self.n = check_number(self.name, "n", n, 0, 16, integer=True)
         self.m = check_number(self.name, "m", m, 0, MAX_LEVEL)
@@ -69,6 +71,10 @@ class RandAugment(GeometricOp):
             raise ConfigError(f"augment op '{self.name}': random_magnitude must be true or "
                               f"false, got {random_magnitude!r}")
         self.random_magnitude = random_magnitude
+        self.m_std = check_number(self.name, "m_std", m_std, 0, MAX_LEVEL)
+        if self.m_std and random_magnitude:
+            raise ConfigError(f"augment op '{self.name}': m_std (magnitude noise around m) "
+                              f"and random_magnitude (uniform in [0, m]) exclude each other")
         standard = randaugment_ops()
         ops = list(standard if ops is None else ops)
         for op in ops:
@@ -92,6 +98,8 @@ class RandAugment(GeometricOp):
         cfg = super().config()
         if self.ops == list(randaugment_ops()):
             cfg.pop("ops")
+        if not self.m_std:
+            cfg.pop("m_std")
         return cfg
 
     def sample(self, shape, generator, device):
@@ -102,8 +110,13 @@ class RandAugment(GeometricOp):
             if self.p < 1:  # -1: this layer leaves the sample alone
                 skip = torch.rand(b, generator=generator, device=device) >= self.p
                 choice = torch.where(skip, torch.full_like(choice, -1), choice)
-            mag = (uniform(b, 0, self.m, generator, device) if self.random_magnitude
-                   else torch.full((b,), float(self.m), device=device))
+            if self.random_magnitude:
+                mag = uniform(b, 0, self.m, generator, device)
+            elif self.m_std:  # (b,) around m; no draw at all when m_std = 0 (as before)
+                noise = torch.randn(b, generator=generator, device=device)
+                mag = (self.m + self.m_std * noise).clamp_(0, MAX_LEVEL)
+            else:
+                mag = torch.full((b,), float(self.m), device=device)
             level = mag / MAX_LEVEL * signs(b, generator, device)  # signed, in [-1, 1]
             layers.append((choice, level))
         return {"layers": layers, "device": device}
