@@ -195,22 +195,16 @@ def _check_parallel(cfg, out: Path, args, spec) -> None:
     """Refuse, before any process starts, what the ranks would refuse."""
     import json
 
-    from cnnlab.errors import TrainingError
     from cnnlab.train import distributed
     from cnnlab.train.hardware import resolve_device
 
-    distributed.check_config(cfg, spec.world_size)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.sync_bn and spec.world_size > 1:
-        distributed.check_sync_bn(device)
     if args.resume and spec.node_rank == 0:
         info = json.loads((out / "config.json").read_text())
         saved = info.get("parallel", {}).get("world_size", 1)
-        if saved != spec.world_size:
-            how = f"--nproc {saved}" if saved > 1 else "without --nproc"
-            raise TrainingError(f"{out} was trained on {saved} process(es), not "
-                                f"{spec.world_size}: its data order and random streams are "
-                                f"per process; resume it {how}")
+        distributed.check_resume_world(out, saved, spec.world_size)
+    distributed.check_config(cfg, spec.world_size)
+    if cfg.train.sync_bn and spec.world_size > 1:
+        distributed.check_sync_bn(resolve_device(cfg.train.device))
 
 
 def run_launched(args: argparse.Namespace, spec) -> int:

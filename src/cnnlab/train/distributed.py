@@ -198,6 +198,15 @@ def check_config(cfg, world_size: int) -> None:
                             "last batch would give the ranks unequal steps); drop the setting")
 
 
+def check_resume_world(run: object, saved: int, world_size: int) -> None:
+    """A run resumes on as many processes as it was trained on (its data order and random
+    streams are per process)."""
+    if saved != world_size:
+        how = f"--nproc {saved}" if saved > 1 else "without --nproc"
+        raise TrainingError(f"{run} was trained on {saved} process(es), not {world_size}: its "
+                            f"data order and random streams are per process; resume it {how}")
+
+
 def check_sync_bn(device: torch.device) -> None:
     if device.type != "cuda":
         raise TrainingError(f"train.sync_bn needs CUDA GPUs: torch's SyncBatchNorm does not "

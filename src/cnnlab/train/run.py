@@ -305,11 +305,7 @@ def _resume_state(out: Path, cfg: RunConfig, required: bool,
         saved = state["config"]
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {cfg.flat().get(k)!r}" for k in diff[:6])
         raise TrainingError(f"cannot resume {out} with a different config ({shown})")
-    saved = state.get("world_size", 1)
-    if saved != world_size:
-        how = f"--nproc {saved}" if saved > 1 else "without --nproc"
-        raise TrainingError(f"{out} was trained on {saved} process(es), not {world_size}: its "
-                            f"data order and random streams are per process; resume it {how}")
+    distributed.check_resume_world(out, state.get("world_size", 1), world_size)
     return state
 
 

@@ -127,6 +127,11 @@ class Trainer:
         self.device = distributed.rank_device(resolve_device(config.train.device), self.world)
         self.amp_dtype = resolve_precision(config.train.precision, self.device)
         self.channels_last = resolve_channels_last(config.train.channels_last, self.device)
+        if self.world.grouped and config.train.whiten_bias_epochs \
+                and hasattr(model, "whitening_biases"):
+            raise TrainingError("train.whiten_bias_epochs freezes parameters during the run, "
+                                "which DistributedDataParallel cannot follow; set it to 0 or "
+                                "train on one process")
         if self.world.grouped and self.world.size > 1 and config.train.sync_bn:
             model = distributed.convert_sync_bn(model, self.device)
         self.model = model.to(self.device)
