@@ -145,6 +145,10 @@ def test_two_processes_equal_one_process_with_the_combined_batch(tmp_path):
     assert (s["world_size"], s["backend"], s["effective_batch_size"],
             s["batch_size_per_process"], s["effective_lr"]) == (2, "gloo", 32, 16, 0.05)
     assert info["parallel"]["world_size"] == 2 and info["resume"].endswith("--nproc 2")
+    # rank 0's refusal (a folder that holds a run) is one line, from one rank
+    again = _cli([*common, "--nproc", "2", "--out", "two"], cwd=tmp_path)
+    assert again.returncode == 2 and "two already holds a run" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1, again.stderr
 
 
 def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, timeout: float = 300) -> None:

@@ -232,8 +232,6 @@ def run_launched(args: argparse.Namespace, spec) -> int:
 
 def run_rank(args: argparse.Namespace) -> int:
     """One rank: join the group, take rank 0's config and run folder, train its part."""
-    import torch.distributed as dist
-
     from cnnlab.errors import CnnlabError
     from cnnlab.experiments.run import train_run
     from cnnlab.status import DIVERGED
@@ -256,5 +254,7 @@ def run_rank(args: argparse.Namespace) -> int:
             where = "" if world.is_main else f"rank {world.rank}: "
             print(f"cnnlab: error: {where}{e}", file=sys.stderr)
             return 2
-        except dist.DistBackendError:
-            return 1  # a partner process is gone: the launcher reports the one that failed
+        except Exception as e:
+            if distributed.lost_partner(e):
+                return 1  # a partner process is gone: the launcher reports the one that failed
+            raise

@@ -84,6 +84,20 @@ def process_group():
         dist.destroy_process_group()
 
 
+def lost_partner(e: BaseException) -> bool:
+    """Whether ``e`` is a collective failing because another rank is gone (its launcher
+    names the rank that failed first): a torch.distributed error, or any error raised
+    inside one of torch's collectives (gloo raises a plain RuntimeError)."""
+    if isinstance(e, dist.DistError):
+        return True
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith("distributed_c10d.py"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
 def backend_name(device: torch.device) -> str:
     """The backend carrying this device's tensors: gloo on CPU, nccl on CUDA."""
     return "nccl" if device.type == "cuda" else "gloo"
@@ -274,9 +288,13 @@ def launch(command: list[str], spec: Launch) -> LaunchOutcome:
 
     if spec.nproc > 1:  # torchrun's rule: one thread per process unless told otherwise
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)  # the agent's own log lines; failures are told below
+    # the agent's own log lines (each of its loggers has its own level); failures are told
+    # below, in one line
+    quiet = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+             if name.startswith("torch.distributed")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.CRITICAL)
     try:
         elastic_launch(spec.launch_config(), sys.executable)(*command)
         return LaunchOutcome(0)
@@ -295,7 +313,8 @@ def launch(command: list[str], spec: Launch) -> LaunchOutcome:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return LaunchOutcome(1, f"cannot start the {spec.world_size} processes: {first}")
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
 
 
 __all__ = ["Launch", "LaunchOutcome", "MainRankError", "World", "all_finite", "all_reduce_sum",

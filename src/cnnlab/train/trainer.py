@@ -339,7 +339,7 @@ class Trainer:
     # ------------------------------------------------------------- the loop
     def fit(self) -> RunResult:
         self.check_inputs()
-        if self.world.grouped:
+        if self.world.grouped and not self.config.train.quiet:
             p = self.parallel_info()
             self.log(f"data-parallel: {p['world_size']} processes ({p['backend']}), batch "
                      f"{p['effective_batch_size']} = {p['world_size']} x "
