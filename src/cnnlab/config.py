@@ -130,6 +130,7 @@ class TrainConfig:
     # free, every 50 on an accelerator, where it would stall the queue of kernels each step)
     finite_check_every: int = 0
     precise_bn: int = 0  # batches used to recompute BN statistics after training (0 = off)
+    sync_bn: bool = False  # data-parallel runs (--nproc): batch norm over the global batch (CUDA)
     quiet: bool = False  # no progress bars or per-epoch lines
     tensorboard: bool = False  # also log metrics to RUN_DIR/tensorboard (cnnlab[tensorboard])
     data_init_images: int = 5000  # training images a model's init_from_data sees (whitening)

@@ -4,6 +4,12 @@ Each epoch draws a seeded permutation; each batch is gathered, converted to floa
 augmented with per-sample randomness and normalized with whole-batch tensor ops on the
 device.  The loader's position (epoch, batch, generator state) is part of its
 ``state_dict`` so a run resumed mid-epoch sees exactly the batches it would have seen.
+
+For data-parallel training each of ``world_size`` processes builds the same loader with
+its ``rank``: every rank draws the same permutation, global batch ``b`` is
+``order[b*G:(b+1)*G]`` with ``G = batch_size x world_size``, and rank ``r`` takes its
+``r``-th slice of ``batch_size`` images. The slices are disjoint and their union is what
+one process with batch ``G`` sees; augmentation draws come from a generator of the rank.
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ class DeviceLoader:
             of its seeded permutation and shows each k times in a row (so the copies
             share a batch, each augmented by its own draws), cut to N samples: the epoch
             keeps its length and its number of steps. Only when shuffling.
+        rank, world_size: this process's slice of every global batch of
+            ``batch_size x world_size`` images (data-parallel training; see above).
     """
 
     def __init__(
@@ -69,12 +77,17 @@ class DeviceLoader:
         low_res: int = 0,
         low_res_epochs: int = 0,
         aug_repeats: int = 1,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if aug_repeats < 1:
             raise ValueError(f"aug_repeats must be >= 1, got {aug_repeats}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, {world_size}), got {rank}")
         self.aug_repeats = aug_repeats
+        self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self.images = data.images.to(self.device)  # uint8 (N, H, W, C), moved once
         self.labels = data.labels.to(self.device)
@@ -99,13 +112,25 @@ class DeviceLoader:
         self.epoch, self.batch = 0, 0  # next batch to yield
         self._gen_state: torch.Tensor | None = None  # set when resuming mid-epoch
 
+    @property
+    def global_batch_size(self) -> int:
+        """Images per step over all ranks (``batch_size`` per rank x ``world_size``)."""
+        return self.batch_size * self.world_size
+
     def __len__(self) -> int:
-        n = len(self.images)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        """Batches per epoch (global batches: the same count on every rank)."""
+        n, g = len(self.images), self.global_batch_size
+        return n // g if self.drop_last else -(-n // g)
 
     @property
     def num_samples(self) -> int:
-        return len(self) * self.batch_size if self.drop_last else len(self.images)
+        """Images an epoch covers, over all ranks."""
+        return len(self) * self.global_batch_size if self.drop_last else len(self.images)
+
+    def augment_seed(self, epoch: int) -> int:
+        """Seed of the augmentation draws of ``epoch`` on this rank (rank 0: those of a
+        single process)."""
+        return epoch_seed(self.seed, epoch, stream=1 if self.rank == 0 else 100 + self.rank)
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch (used by the trainer every epoch)."""
@@ -155,9 +180,14 @@ class DeviceLoader:
             self.generator.set_state(self._gen_state)
             self._gen_state = None
         elif self.batch == 0:
-            self.generator.manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+            self.generator.manual_seed(self.augment_seed(self.epoch))
+        n, g = len(order), self.global_batch_size
         for b in range(self.batch, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            start = b * g + self.rank * self.batch_size  # this rank's slice of global batch b
+            idx = order[start : min(start + self.batch_size, n)]
+            if len(idx) == 0:  # a short last batch (drop_last=False) may not reach this rank
+                self.batch = b + 1
+                continue
             # index_select copies whole rows: ~10x faster than advanced indexing on CPU
             x = self.to_float(self.images.index_select(0, idx))
             y = self.labels.index_select(0, idx)

@@ -29,6 +29,7 @@ from cnnlab.data.dataset import Dataset, ImageSet
 from cnnlab.data.loader import DeviceLoader
 from cnnlab.data.treatments import apply_treatments
 from cnnlab.errors import TrainingError
+from cnnlab.train import distributed
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last, resolve_device
 from cnnlab.train.trainer import Loaders, RunResult, Trainer
@@ -67,25 +68,32 @@ def prepare_data(cfg: RunConfig) -> Dataset:
 
 def build_loaders(ds: Dataset, cfg: RunConfig, device: torch.device,
                   channels_last: bool, stats: tuple | None = None) -> tuple[Loaders, dict]:
-    """On-device loaders for each split; normalization statistics from the training split."""
+    """On-device loaders for each split; normalization statistics from the training split.
+
+    In a process group each rank's loaders read its slices of the global batches
+    (``data.batch_size`` is the global batch; see :mod:`cnnlab.train.distributed`)."""
     d = cfg.data
+    w = distributed.world()
+    distributed.check_config(cfg, w.size)
+    shard = dict(rank=w.rank, world_size=w.size)
+    eval_batch = -(-d.eval_batch_size // w.size)  # per rank; evaluation sums over ranks
     mean, std = stats or ds.train.mean_std()
     norm = {"mean": mean, "std": std} if d.normalize else {}
     h = ds.train.shape[0]
     common = dict(device=device, channels_last=channels_last, **norm)
     augment = build_pipeline(d.augment, ds.num_classes, image_size=h)
     loaders = Loaders(
-        train=DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=d.drop_last,
-                           seed=cfg.train.seed, augment=augment,
+        train=DeviceLoader(ds.train, d.batch_size // w.size, shuffle=True,
+                           drop_last=d.drop_last, seed=cfg.train.seed, augment=augment,
                            alternating_flip=d.alternating_flip, low_res=d.low_res,
                            low_res_epochs=d.low_res_epochs, aug_repeats=d.aug_repeats,
-                           **common),
-        val=DeviceLoader(ds.val, d.eval_batch_size, shuffle=False, drop_last=False, **common)
+                           **shard, **common),
+        val=DeviceLoader(ds.val, eval_batch, shuffle=False, drop_last=False, **shard, **common)
         if ds.val is not None else None,
-        test=DeviceLoader(ds.test, d.eval_batch_size, shuffle=False, drop_last=False, **common)
+        test=DeviceLoader(ds.test, eval_batch, shuffle=False, drop_last=False, **shard, **common)
         if ds.test is not None else None,
     )
-    if cfg.train.precise_bn:
+    if cfg.train.precise_bn:  # the same batches on every rank: the same statistics
         loaders.train_eval = DeviceLoader(ds.train, d.batch_size, shuffle=True, drop_last=False,
                                           seed=cfg.train.seed, **common)
     return loaders, {"mean": mean, "std": std}
@@ -121,7 +129,8 @@ def git_revision() -> str | None:
         return None
 
 
-def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model: nn.Module):
+def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model: nn.Module,
+                      parallel: dict):
     out.mkdir(parents=True, exist_ok=True)
     h, w, c = ds.train.shape
     info = {
@@ -134,8 +143,9 @@ def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model
         "model": {"name": getattr(model, "model_name", type(model).__name__),
                   "args": getattr(model, "model_args", {})},
         "seed": cfg.train.seed,
-        "rerun": f"cnnlab train --config {out / 'run.toml'}",
-        "resume": f"cnnlab train --resume {out}",
+        "parallel": parallel,
+        "rerun": f"cnnlab train --config {out / 'run.toml'}{_nproc_flags(parallel)}",
+        "resume": f"cnnlab train --resume {out}{_nproc_flags(parallel)}",
         "versions": {"cnnlab": __version__, "torch": torch.__version__,
                      "python": platform.python_version()},
         "git_revision": git_revision(),
@@ -147,6 +157,13 @@ def _write_run_folder(out: Path, cfg: RunConfig, ds: Dataset, stats: dict, model
     tables["data"] = {k: v for k, v in tables["data"].items() if v not in (None, "")}
     atomic_write_text(out / "run.toml", "# rerun with: cnnlab train --config run.toml\n"
                       + toml_dumps(tables))
+
+
+def _nproc_flags(parallel: dict) -> str:
+    """`` --nproc N`` for a run of N processes on one machine (more machines: the same
+    flags as its first start, on every machine)."""
+    n = parallel.get("world_size", 1)
+    return f" --nproc {n}" if parallel.get("launched") else ""
 
 
 def fit(model: nn.Module, data=None, config: RunConfig | None = None,
@@ -168,27 +185,37 @@ def fit(model: nn.Module, data=None, config: RunConfig | None = None,
         loaders, _ = build_loaders(ds, cfg, device, channels_last)
         return Trainer(model, loaders, cfg, callbacks=callbacks, num_classes=ds.num_classes,
                        progress=progress).fit()
-    with _locked_run_folder(out) as created:
+    world = distributed.world()
+    # rank 0 alone owns the run folder: it locks it, reads the checkpoint and writes; the
+    # other ranks get the state from it (they need no access to the folder)
+    with contextlib.ExitStack() as held:
+        created: Path | None = None
         started = False
         written: list[Path] = []
+
+        def begin() -> dict | None:  # on rank 0; its refusal is raised on every rank
+            nonlocal created
+            created = held.enter_context(_locked_run_folder(out))
+            return _start_state(out, cfg, resume, world)
+
         try:
-            state = _resume_state(out, cfg, required=resume is True) if resume else None
-            ckpts = out / "checkpoints"
-            if state is None and any((ckpts / n).exists() for n in ("last.pt", "last.prev.pt")):
-                raise TrainingError(f"{out} already holds a run; resume it (cnnlab train "
-                                    f"--resume {out}) or choose another folder")
+            state = distributed.share_outcome(begin)
             loaders, stats = build_loaders(ds, cfg, device, channels_last)
             trainer = Trainer(model, loaders, cfg, out_dir=out, callbacks=callbacks,
                               num_classes=ds.num_classes, progress=progress)
             trainer.check_inputs()  # refuse before anything is written
             if state is None:
-                written = [p for p in (out / "config.json", out / "run.toml") if not p.exists()]
-                _write_run_folder(out, cfg, ds, stats, model)
+                if world.is_main:
+                    written = [p for p in (out / "config.json", out / "run.toml")
+                               if not p.exists()]
+                    _write_run_folder(out, cfg, ds, stats, model, trainer.parallel_info())
             else:
                 trainer.load_state_dict(state)
             started = True
             return trainer.fit()
         except BaseException as e:
+            if not world.is_main:
+                raise
             if not started:  # refused (or interrupted) before the first step: leave no stub
                 _remove_created(created, written)
                 if isinstance(e, OSError):
@@ -199,6 +226,19 @@ def fit(model: nn.Module, data=None, config: RunConfig | None = None,
                         if kept else "no checkpoint was written yet: free space and run again")
                 raise TrainingError(f"{_os_error(e, out)}; {then}") from None
             raise
+
+
+def _start_state(out: Path, cfg: RunConfig, resume: bool | str,
+                 world: distributed.World) -> dict | None:
+    """The checkpoint state a run in ``out`` continues from, None for a fresh start; a
+    folder that holds a run is refused unless resuming."""
+    state = _resume_state(out, cfg, required=resume is True, world_size=world.size) \
+        if resume else None
+    ckpts = out / "checkpoints"
+    if state is None and any((ckpts / n).exists() for n in ("last.pt", "last.prev.pt")):
+        raise TrainingError(f"{out} already holds a run; resume it (cnnlab train "
+                            f"--resume {out}) or choose another folder")
+    return state
 
 
 @contextlib.contextmanager
@@ -253,7 +293,8 @@ def checkpoint_note(out: str | Path) -> str | None:
     return None
 
 
-def _resume_state(out: Path, cfg: RunConfig, required: bool) -> dict | None:
+def _resume_state(out: Path, cfg: RunConfig, required: bool,
+                  world_size: int = 1) -> dict | None:
     ckpt = out / "checkpoints" / "last.pt"
     if not (ckpt.exists() or ckpt.with_suffix(".prev.pt").exists()):
         if required:
@@ -265,6 +306,7 @@ def _resume_state(out: Path, cfg: RunConfig, required: bool) -> dict | None:
         saved = state["config"]
         shown = ", ".join(f"{k}: {saved.get(k)!r} -> {cfg.flat().get(k)!r}" for k in diff[:6])
         raise TrainingError(f"cannot resume {out} with a different config ({shown})")
+    distributed.check_resume_world(out, state.get("world_size", 1), world_size)
     return state
 
 

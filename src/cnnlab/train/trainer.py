@@ -17,6 +17,12 @@ is :func:`cnnlab.status.run_status` (``stuck`` for a final accuracy at chance) a
 ``best_*`` fields are those of the best epoch by ``train.monitor``, the epoch early
 stopping restores.  Regularizers and post-training statistics are callbacks
 (train/callbacks.py); the loop knows the step and nothing else.
+
+In a torch.distributed process group (``cnnlab train --nproc N``, torchrun) the model
+steps through DistributedDataParallel, the loaders read this rank's slices, the epoch's
+sums and every evaluation are summed over the ranks, and rank 0 alone writes files; a
+checkpoint holds each rank's loader position, random streams and running sums, so a
+resumed run continues exactly (see :mod:`cnnlab.train.distributed`).
 """
 
 from __future__ import annotations
@@ -34,9 +40,10 @@ from torch import nn
 
 from cnnlab import __version__
 from cnnlab.config import RunConfig
-from cnnlab.data.loader import DeviceLoader
+from cnnlab.data.loader import DeviceLoader, epoch_seed
 from cnnlab.errors import TrainingError
 from cnnlab.status import DIVERGED, OK, STOPPED, divergence_bound, is_diverged, run_status
+from cnnlab.train import distributed
 from cnnlab.train.callbacks import (
     Callback,
     Checkpoint,
@@ -125,13 +132,27 @@ class Trainer:
         log=print,
     ):
         self.config = config
-        self.device = resolve_device(config.train.device)
+        self.world = distributed.world()
+        self.device = distributed.rank_device(resolve_device(config.train.device), self.world)
         self.amp_dtype = resolve_precision(config.train.precision, self.device)
         self.channels_last = resolve_channels_last(config.train.channels_last, self.device)
+        if self.world.grouped and config.train.whiten_bias_epochs \
+                and hasattr(model, "whitening_biases"):
+            raise TrainingError("train.whiten_bias_epochs freezes parameters during the run, "
+                                "which DistributedDataParallel cannot follow; set it to 0 or "
+                                "train on one process")
+        if self.world.grouped and self.world.size > 1 and config.train.sync_bn:
+            model = distributed.convert_sync_bn(model, self.device)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.step_model = torch.compile(self.model) if config.train.compile else self.model
+        self.step_model = self.model
+        if self.world.grouped:  # gradients averaged over the ranks in the backward pass
+            self.step_model = distributed.data_parallel(self.model, self.device)
+            if self.world.rank > 0:  # its own dropout masks (rank 0: a single run's)
+                torch.manual_seed(epoch_seed(config.train.seed, 0, stream=100 + self.world.rank))
+        if config.train.compile:
+            self.step_model = torch.compile(self.step_model)
         self.loaders = loaders
         self.train_loader = loaders.train
         self.num_classes = num_classes or len(loaders.train.classes)
@@ -139,20 +160,22 @@ class Trainer:
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise TrainingError(
-                f"data.batch_size = {self.train_loader.batch_size} is larger than the "
+                f"data.batch_size = {self.train_loader.global_batch_size} is larger than the "
                 f"{len(self.train_loader.images)} training images (with drop_last)"
             )
         if config.optim.freeze_norm_scale:
             freeze_norm_scales(self.model)  # before the optimizer collects what trains
         self.optimizer = build_optimizer(self.model, config.optim,
-                                         batch_size=self.train_loader.batch_size)
+                                         batch_size=self.train_loader.global_batch_size)
+        self.peak_lr = self.optimizer.param_groups[0]["lr"]  # per step, for the global batch
         self.scheduler = build_scheduler(self.optimizer, config.optim,
                                          self.epochs * self.steps_per_epoch, self.steps_per_epoch)
         # loss scaling for fp16 only; disabled it passes everything through unchanged
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=(self.amp_dtype == torch.float16))
-        self.out_dir = Path(out_dir) if out_dir else None
-        self.log = log
+        self.checkpoint_dir = Path(out_dir) / "checkpoints" if out_dir else None
+        self.out_dir = Path(out_dir) if out_dir and self.world.is_main else None  # the writer
+        self.log = log if self.world.is_main else (lambda *a, **k: None)
         self.epoch, self.step = 0, 0
         self.history: list[dict] = []
         self.initial_loss: float | None = None  # the first batch's loss, before any update
@@ -186,14 +209,16 @@ class Trainer:
             cbs.append(TargetTrainAccuracy(t.target_train_acc))
         cbs += user
         cbs += callbacks_from_config(self.config)
+        if self.checkpoint_dir is not None and t.checkpoint:
+            # on every rank: a save gathers each rank's state (rank 0 writes it)
+            cbs.append(Checkpoint(self.checkpoint_dir, t.monitor,
+                                  every_steps=t.checkpoint_every))
         if self.out_dir is not None:
-            if t.checkpoint:
-                cbs.append(Checkpoint(self.out_dir / "checkpoints", t.monitor,
-                                      every_steps=t.checkpoint_every))
             cbs.append(CSVLogger(self.out_dir / "metrics.csv"))
             if t.tensorboard:
                 cbs.append(TensorBoardLogger(self.out_dir / "tensorboard"))
-        cbs.append(ProgressBar(enabled=False if t.quiet else progress))
+        quiet = t.quiet or not self.world.is_main
+        cbs.append(ProgressBar(enabled=False if quiet else progress))
         return cbs
 
     def check_inputs(self) -> None:
@@ -251,10 +276,10 @@ class Trainer:
         total = loss
         for cb in self.callbacks:
             total = cb.on_loss(self, total)  # penalties: terms on the current weights
-        if self.initial_loss is None:
-            self.initial_loss = float(loss.detach())  # one sync, on the first step only
+        if self.initial_loss is None:  # one sync, on the first step only
+            self.initial_loss = distributed.mean_over_ranks(loss)
         if self.finite_every == 1:
-            if not torch.isfinite(total):
+            if not distributed.all_finite(total):  # the same verdict on every rank
                 return False
         else:  # recorded on the device, read by _finite_since_check
             self._nonfinite |= ~torch.isfinite(total.detach())
@@ -275,7 +300,8 @@ class Trainer:
         return True
 
     def running_metrics(self) -> tuple[float, float]:
-        """Mean training loss and accuracy of the current epoch so far (syncs the device)."""
+        """Mean training loss and accuracy of the current epoch so far on this rank (syncs
+        the device)."""
         n = max(self.running.count, 1)
         return float(self.running.loss) / n, float(self.running.correct) / n
 
@@ -283,10 +309,12 @@ class Trainer:
     def evaluate(self, loader: DeviceLoader, tta: str = "none") -> dict:
         """Loss, accuracy and per-class accuracy over a loader in eval mode, optionally with
         test-time augmentation (logits averaged over flipped / one-pixel-translated views).
+        In a process group each rank evaluates its slices and the sums are added up.
 
         ``per_class`` lists each class's accuracy (None for a class absent from the split);
         with TTA, ``acc_no_tta`` is the accuracy of the plain view from the same pass."""
         self.model.eval()
+        distributed.sync_buffers(self.model)  # rank 0's BN statistics, as its checkpoint has
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         hits = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
         seen = torch.zeros(self.num_classes, dtype=torch.int64, device=self.device)  # (K,)
@@ -300,6 +328,8 @@ class Trainer:
                                             reduction="sum").double()
             hits += torch.bincount(y[out.argmax(1) == y], minlength=self.num_classes)
             seen += torch.bincount(y, minlength=self.num_classes)
+        loss_sum, hits, seen, plain_hits = distributed.all_reduce_sum(loss_sum, hits, seen,
+                                                                      plain_hits)
         count = max(int(seen.sum()), 1)
         per_class = [h / n if n else None for h, n in zip(hits.tolist(), seen.tolist())]
         out = {"loss": float(loss_sum) / count, "acc": int(hits.sum()) / count,
@@ -327,6 +357,12 @@ class Trainer:
     # ------------------------------------------------------------- the loop
     def fit(self) -> RunResult:
         self.check_inputs()
+        if self.world.grouped and not self.config.train.quiet:
+            p = self.parallel_info()
+            self.log(f"data-parallel: {p['world_size']} processes ({p['backend']}), batch "
+                     f"{p['effective_batch_size']} = {p['world_size']} x "
+                     f"{p['batch_size_per_process']} per process, lr {p['effective_lr']:g} "
+                     "per step of the global batch")
         for cb in self.callbacks:
             cb.on_train_begin(self)
         status, message = OK, ""
@@ -384,7 +420,10 @@ class Trainer:
 
     def _finite_since_check(self) -> bool:
         """True when no loss since the last check was non-finite (one host read)."""
-        return self.finite_every == 1 or not bool(self._nonfinite)
+        if self.finite_every == 1:
+            return True
+        (bad,) = distributed.all_reduce_sum(self._nonfinite.to(torch.int32))  # any rank
+        return not bool(bad)
 
     def _keep_good_state(self) -> None:
         """With the deferred check, keep the current state as the one to roll back to: the
@@ -418,18 +457,21 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         sums = self.running
-        n = max(sums.count, 1)
+        loss, correct, count = distributed.all_reduce_sum(  # over the ranks' examples
+            sums.loss, sums.correct, torch.tensor(sums.count, dtype=torch.int64,
+                                                  device=self.device))
+        n = max(int(count), 1)
         elapsed = sums.time
         metrics = {
             "epoch": self.epoch + 1,
             "step": self.step,
-            "train_loss": float(sums.loss) / n,
-            "train_acc": float(sums.correct) / n,
+            "train_loss": float(loss) / n,
+            "train_acc": float(correct) / n,
             "val_loss": math.nan,
             "val_acc": math.nan,
             "lr": self.optimizer.param_groups[0]["lr"],
             "epoch_time": elapsed,
-            "images_per_s": sums.count / max(elapsed, 1e-9),
+            "images_per_s": int(count) / max(elapsed, 1e-9),  # all ranks, rank 0's clock
         }
         if self.loaders.val is not None and len(self.loaders.val.images):
             val = self.evaluate(self.loaders.val)
@@ -492,7 +534,19 @@ class Trainer:
             "device": str(self.device),
             "precision": str(self.amp_dtype or "fp32").replace("torch.", ""),
             "channels_last": self.channels_last,
+            **self.parallel_info(),
         }
+
+    def parallel_info(self) -> dict:
+        """How the run is spread: processes, backend, global and per-process batch, and
+        the learning rate of a step over the global batch (the optimizer's, e.g. after
+        ``optim.per_1024``)."""
+        ld = self.train_loader
+        return {"world_size": self.world.size, "launched": self.world.grouped,
+                "backend": distributed.backend_name(self.device) if self.world.grouped
+                else None,
+                "batch_size_per_process": ld.batch_size,
+                "effective_batch_size": ld.global_batch_size, "effective_lr": self.peak_lr}
 
     def _steps_to_target(self) -> int | None:
         """Optimizer steps until the first epoch whose training accuracy reached
@@ -529,17 +583,27 @@ class Trainer:
         }
         if weights_only_state:
             return state
+        own = self._rank_state()
         state.update(
             optimizer=self.optimizer.state_dict(),
             scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict() or None,  # None when disabled (not fp16)
-            loader=self.train_loader.state_dict(),
             callbacks={key: cb.state_dict() for key, cb in self._callback_keys().items()},
-            rng=rng_state(),
-            accumulators=self.running.state_dict(),
             stop_training=self.stop_training,
+            world_size=self.world.size,
+            **own,  # rank 0's (a single process's) at the top level
         )
+        if self.world.size > 1:  # a collective: every rank saves at the same steps
+            state["ranks"] = distributed.gather_to_main(own)
         return state
+
+    def _rank_state(self) -> dict:
+        """What differs between ranks: loader position, random streams, running sums."""
+        accumulators = self.running.state_dict()
+        if not self.epoch_done:  # mid-epoch: include the time spent so far in this epoch
+            accumulators["time"] += time.perf_counter() - self._epoch_t0
+        return {"loader": self.train_loader.state_dict(), "rng": rng_state(),
+                "accumulators": accumulators}
 
     def _callback_keys(self) -> dict[str, Callback]:
         """Callbacks by class name and occurrence ("EarlyStopping#0"), so a checkpoint's
@@ -552,19 +616,23 @@ class Trainer:
         return keys
 
     def save(self, path: Path, weights_only_state: bool = False, keep_previous: bool = True):
+        """Write the state to ``path`` (rank 0; the other ranks hand it their part)."""
         state = self.state_dict(weights_only_state)
-        if not self.epoch_done and not weights_only_state:
-            # mid-epoch: include the time spent so far in this epoch
-            state["accumulators"]["time"] += time.perf_counter() - self._epoch_t0
-        save_checkpoint(path, state, keep_previous=keep_previous)
+        if self.world.is_main:
+            save_checkpoint(path, state, keep_previous=keep_previous)
 
     def load_state_dict(self, state: dict) -> None:
+        saved = state.get("world_size", 1)
+        if saved != self.world.size:
+            raise TrainingError(f"the checkpoint was written by {saved} process(es), not "
+                                f"{self.world.size}; resume with the same number")
+        own = state["ranks"][self.world.rank] if "ranks" in state else state
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):  # a disabled scaler ignores it
             self.scaler.load_state_dict(state["scaler"])
-        self.train_loader.load_state_dict(state["loader"])
+        self.train_loader.load_state_dict(own["loader"])
         for key, cb in self._callback_keys().items():
             if key in state["callbacks"]:
                 cb.load_state_dict(state["callbacks"][key])
@@ -572,7 +640,7 @@ class Trainer:
         self.history = list(state["history"])
         # unknown (NaN: the bound then uses ln(num_classes) alone) in older checkpoints
         self.initial_loss = state.get("initial_loss", math.nan)
-        self.running = EpochSums.from_state(state["accumulators"], self.device)
+        self.running = EpochSums.from_state(own["accumulators"], self.device)
         self.stop_training = state["stop_training"]
         self.epoch_done = self.train_loader.batch == 0
-        set_rng_state(state["rng"])
+        set_rng_state(own["rng"])
