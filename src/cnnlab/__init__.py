@@ -30,6 +30,7 @@ _LAZY = {
     "load_pretrained": "cnnlab.models.hub",
     "predict": "cnnlab.models.hub",
     "export_run": "cnnlab.models.hub",
+    "list_pretrained": "cnnlab.models.weights",
     "evaluate_run": "cnnlab.experiments.evaluate",
     "run_checks": "cnnlab.experiments.checks",
 }

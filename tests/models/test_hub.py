@@ -81,13 +81,13 @@ def test_save_errors(tmp_path):
 def test_load_errors(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         cnnlab.load_pretrained(tmp_path / "nope")
-    with pytest.raises(ModelError, match="has no card.json"):
+    with pytest.raises(ModelError, match="has no config.json"):
         cnnlab.load_pretrained(tmp_path)
     model = create_model("resnet20", num_classes=3)
     cnnlab.save_pretrained(model, tmp_path)
-    card = json.loads((tmp_path / "card.json").read_text())
-    card["num_classes"] = 7
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["num_classes"] = 7
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="do not fit 'resnet20'.*shape fc.weight"):
         cnnlab.load_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")

@@ -46,6 +46,7 @@ from cnnlab.train.callbacks import (
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.finetune import freeze_backbone
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
 from cnnlab.train.losses import classification_loss, hard_labels
 from cnnlab.train.optim import build_optimizer, build_scheduler, freeze_norm_scales
@@ -135,6 +136,8 @@ class Trainer:
             )
         if config.optim.freeze_norm_scale:
             freeze_norm_scales(self.model)  # before the optimizer collects what trains
+        if config.train.freeze == "backbone":
+            freeze_backbone(self.model)  # likewise
         self.optimizer = build_optimizer(self.model, config.optim,
                                          batch_size=self.train_loader.batch_size)
         self.scheduler = build_scheduler(self.optimizer, config.optim,
