@@ -173,11 +173,8 @@ def tv_efficientnet_b0() -> dict:
     for s, (t, k, _stride, c, n) in enumerate(B0, start=1):
         for j in range(n):
             p, hidden, sq = f"features.{s}.{j}.block", c_in * t, max(1, c_in // 4)
-            units = []
-            if t != 1:
-                units.append(("expand", hidden))
-            units += [("dw", hidden), ("se", hidden), ("project", c)]
-            for u, (kind, ch) in enumerate(units):
+            units = (["expand"] if t != 1 else []) + ["dw", "se", "project"]
+            for u, kind in enumerate(units):
                 if kind == "expand":
                     keys[f"{p}.{u}.0.weight"] = (hidden, c_in, 1, 1)
                     keys.update(_bn(f"{p}.{u}.1", hidden))
