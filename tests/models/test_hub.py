@@ -219,6 +219,12 @@ def test_export_run_then_load_and_predict(tmp_path):
     assert card["metrics"] == {"best_val_acc": 0.75, "epochs": 2}
     assert card["mean"] == [0.2] * 3 and card["input_size"] == [32, 32]
     assert card["checkpoint"] == "best"
+    card = read_card(cnnlab.export_run(tmp_path / "run", tmp_path / "exported"))
+    training = card["training"]  # the settings that differ from cnnlab's defaults
+    assert training["recipe"] == {"model.name": "resnet20", "model.width": 8,
+                                  "optim.lr": 0.1, "train.epochs": 2}
+    assert training["data"]["spec"] == "digits" and training["data"]["split_seed"] == 0
+    assert "`optim.lr = 0.1`" in (out / "README.md").read_text()
     loaded = cnnlab.load_pretrained(out)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

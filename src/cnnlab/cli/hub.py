@@ -61,7 +61,8 @@ def _shipped_tags() -> str:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from cnnlab.models.hub import export_run, read_card
+    from cnnlab.experiments.export import export_run
+    from cnnlab.models.hub import read_card
 
     out = export_run(args.run_dir, args.out_dir, which=args.which)
     card = read_card(out)

@@ -544,10 +544,13 @@ def load_run_model(run_dir: str | Path, which: str = "best") -> nn.Module:
     return model
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
+               training: Mapping | None = None, extra: Mapping | None = None) -> Path:
     """Make a model folder from a training run folder: its ``config.json`` says which model
     on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
-    ``summary.json`` the metrics. Returns ``out_dir``."""
+    ``summary.json`` the metrics; ``training`` (recipe, seed, command, data) goes on the
+    card as it is (``cnnlab.export_run`` fills it from the run's config). Returns
+    ``out_dir``."""
     run_dir = Path(run_dir)
     model = load_run_model(run_dir, which)
     run_cfg = model.run_info["config"]
@@ -566,35 +569,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
     return save_pretrained(
         model, out_dir, dataset=ds.get("name"), classes=classes,
         mean=ds.get("mean") if normalized else None, std=ds.get("std") if normalized else None,
-        metrics=metrics, input_size=(h, w), training=run_training(run_cfg),
-        extra={"source_run": str(run_dir.resolve()), "checkpoint": which},
+        metrics=metrics, input_size=(h, w), training=training,
+        extra={"source_run": str(run_dir.resolve()), "checkpoint": which, **(extra or {})},
     )
 
-
-def run_training(run_cfg: Mapping) -> dict:
-    """How a run was trained, for its card: the settings that differ from cnnlab's
-    defaults (the recipe), the seed, the command and the data (spec and split sizes)."""
-    from cnnlab.config import RunConfig
-
-    defaults = RunConfig().flat()
-    flat = {f"{g}.{k}": v for g, table in dict(run_cfg.get("config") or {}).items()
-            if isinstance(table, Mapping) for k, v in table.items()}
-    norm = lambda v: json.loads(json.dumps(v, default=str))  # noqa: E731 (tuples -> lists)
-    recipe = {k: v for k, v in flat.items()
-              if k != "data.spec" and (k not in defaults or norm(defaults[k]) != norm(v))}
-    ds = dict(run_cfg.get("dataset") or {})
-    argv = run_cfg.get("command")
-    command = None
-    if isinstance(argv, list) and argv:
-        command = "cnnlab " + " ".join(_shell_word(a) for a in argv[1:])
-    return {
-        "recipe": recipe, "seed": run_cfg.get("seed"), "command": command,
-        "data": {"spec": flat.get("data.spec"), "sizes": ds.get("sizes"),
-                 "split_seed": flat.get("data.split_seed", defaults["data.split_seed"])},
-    }
-
-
-def _shell_word(word: str) -> str:
-    import shlex
-
-    return shlex.quote(str(word))
