@@ -14,7 +14,7 @@ METRIC_ROWS = ("test_acc", "test_acc_no_tta", "best_val_acc", "final_train_acc",
 
 
 def _value(key: str, v) -> str:
-    if isinstance(v, float) and key.endswith("_acc") and 0 <= v <= 1:
+    if isinstance(v, float) and "_acc" in key and 0 <= v <= 1:
         return f"{100 * v:.2f} %"
     if isinstance(v, float):
         return f"{v:.4g}" + (" s" if key == "wall_time" else "")
@@ -26,6 +26,25 @@ def _metric_rows(metrics: Mapping) -> list[str]:
     keys += [k for k, v in metrics.items() if k not in keys and isinstance(v, int | float)
              and not isinstance(v, bool) and k not in ("params",)][:8]
     return [f"| {k} | {_value(k, metrics[k])} |" for k in keys]
+
+
+def _rounded(values) -> str:
+    return "(" + ", ".join(f"{v:.4f}" for v in values) + ")"
+
+
+def _data_text(data) -> str:
+    """``{"spec": ..., "sizes": {"train": 36000, ...}, "split_seed": 0}`` in words."""
+    if not isinstance(data, Mapping):
+        return str(data)
+    parts = []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, Mapping):
+            v = ", ".join(f"{name} {n:,}" if isinstance(n, int) else f"{name} {n}"
+                          for name, n in v.items())
+        parts.append(f"{k}: {v}")
+    return "; ".join(parts)
 
 
 def render_card(card: Mapping) -> str:
@@ -49,8 +68,8 @@ def render_card(card: Mapping) -> str:
                  + ")`.")
     lines.append(f"Input: {h}x{w} {card.get('image_mode') or ''} images (resized "
                  f"{card.get('resize', 'bilinear')}), pixels in [0, 1]"
-                 + (f" normalized with mean {card['mean']} and std {card['std']}"
-                    if card.get("mean") is not None else "") + ".")
+                 + (f" normalized with mean {_rounded(card['mean'])} and std "
+                    f"{_rounded(card['std'])}" if card.get("mean") is not None else "") + ".")
     if card.get("classes"):
         lines.append(f"Classes: {', '.join(card['classes'])}.")
     metrics = card.get("metrics") or {}
@@ -62,9 +81,7 @@ def render_card(card: Mapping) -> str:
         lines += ["", "## Training", ""]
         data = training.get("data")
         if dataset or data:
-            lines.append(f"- data: {dataset or ''}"
-                         + (f" ({json.dumps(data) if not isinstance(data, str) else data})"
-                            if data else ""))
+            lines.append(f"- data: {dataset or ''}" + (f" ({_data_text(data)})" if data else ""))
         if "seed" in training:
             lines.append(f"- seed: {training['seed']}")
         recipe = training.get("recipe")
