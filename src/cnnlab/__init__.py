@@ -29,7 +29,8 @@ _LAZY = {
     "save_pretrained": "cnnlab.models.hub",
     "load_pretrained": "cnnlab.models.hub",
     "predict": "cnnlab.models.hub",
-    "export_run": "cnnlab.models.hub",
+    "export_run": "cnnlab.experiments.export",
+    "list_pretrained": "cnnlab.models.weights",
     "evaluate_run": "cnnlab.experiments.evaluate",
     "run_checks": "cnnlab.experiments.checks",
 }

@@ -103,6 +103,9 @@ class OptimConfig:
     muon: bool = False  # conv filters (4-D weights) by Muon, the rest by optim.name (sgd)
     muon_lr: float = 0.24  # Muon step: size of the orthogonalized update per unit weight norm
     muon_momentum: float = 0.6  # Muon's Nesterov momentum
+    # layer-wise lr decay (BEiT): layer i of L trains at lr * layer_decay ** (L + 1 - i),
+    # stem 0, head L + 1 (cnnlab.train.finetune); 1.0 = off
+    layer_decay: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,9 @@ class TrainConfig:
     ema_decay: float = 0.999  # decay of the average per optimizer step, in [0, 1)
     ema_every: int = 1  # update the average every N optimizer steps (decay ** N per update)
     ema_warmup: float = 0.0  # decay x (step / total steps) ** ema_warmup (0 = constant decay)
+    # fine-tuning: "backbone" trains only the classifier (the backbone's norm statistics
+    # frozen too; cnnlab.train.finetune); "none" trains everything
+    freeze: str = "none"
 
 
 @dataclass(frozen=True)
@@ -400,6 +406,7 @@ CHOICES = {
     "train.tta": ("none", "flip", "flip-translate"),
     "train.average": ("none", "ema", "lookahead"),
     "train.monitor": ("val_acc", "val_loss", "train_loss", "train_acc"),
+    "train.freeze": ("none", "backbone"),
 }
 
 
@@ -508,6 +515,9 @@ def validate(cfg: RunConfig) -> None:
     if not cfg.optim.muon_lr > 0 or not 0 <= cfg.optim.muon_momentum < 1:
         raise ConfigError(f"optim.muon_lr must be > 0 and optim.muon_momentum in [0, 1), got "
                           f"{cfg.optim.muon_lr} and {cfg.optim.muon_momentum}")
+    if not 0 < cfg.optim.layer_decay <= 1:
+        raise ConfigError(f"optim.layer_decay must be in (0, 1] (1 = off), got "
+                          f"{cfg.optim.layer_decay}")
     if cfg.optim.per_1024 and cfg.optim.name != "sgd":
         raise ConfigError(f"optim.per_1024 needs optim.name = 'sgd', got {cfg.optim.name!r}")
     if not 0 <= cfg.train.ema_decay < 1:

@@ -81,13 +81,13 @@ def test_save_errors(tmp_path):
 def test_load_errors(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         cnnlab.load_pretrained(tmp_path / "nope")
-    with pytest.raises(ModelError, match="has no card.json"):
+    with pytest.raises(ModelError, match="has no config.json"):
         cnnlab.load_pretrained(tmp_path)
     model = create_model("resnet20", num_classes=3)
     cnnlab.save_pretrained(model, tmp_path)
-    card = json.loads((tmp_path / "card.json").read_text())
-    card["num_classes"] = 7
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["num_classes"] = 7
+    (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelError, match="do not fit 'resnet20'.*shape fc.weight"):
         cnnlab.load_pretrained(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"garbage")
@@ -219,6 +219,12 @@ def test_export_run_then_load_and_predict(tmp_path):
     assert card["metrics"] == {"best_val_acc": 0.75, "epochs": 2}
     assert card["mean"] == [0.2] * 3 and card["input_size"] == [32, 32]
     assert card["checkpoint"] == "best"
+    card = read_card(cnnlab.export_run(tmp_path / "run", tmp_path / "exported"))
+    training = card["training"]  # the settings that differ from cnnlab's defaults
+    assert training["recipe"] == {"model.name": "resnet20", "model.width": 8,
+                                  "optim.lr": 0.1, "train.epochs": 2}
+    assert training["data"]["spec"] == "digits" and training["data"]["split_seed"] == 0
+    assert "`optim.lr = 0.1`" in (out / "README.md").read_text()
     loaded = cnnlab.load_pretrained(out)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""``cnnlab export RUN_DIR OUT_DIR`` and ``cnnlab predict MODEL_DIR IMAGE...``."""
+"""``cnnlab export RUN_DIR OUT_DIR`` and ``cnnlab predict MODEL IMAGE...`` (MODEL: a model
+folder, a shipped tag such as ``cifar10-resnet20``, or ``hf-hub:owner/repo``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
         description="Rebuild the model of a run folder written by `cnnlab train`, load the "
                     "weights of its best (or last) checkpoint and write OUT_DIR/"
-                    "model.safetensors and OUT_DIR/card.json (model name and arguments, "
-                    "classes, input size and normalization, dataset, metrics, versions).",
+                    "model.safetensors, OUT_DIR/config.json (model name and arguments, classes, "
+                    "input size and normalization, dataset, metrics, versions) and "
+                    "OUT_DIR/README.md (the model card): the Hugging Face Hub layout.",
         epilog="example:\n  cnnlab export runs/resnet20-digits exported/resnet20\n"
                "  cnnlab predict exported/resnet20 some.png")
     export.add_argument("run_dir", metavar="RUN_DIR", help="folder written by `cnnlab train`")
@@ -26,16 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.set_defaults(func=run_export)
 
     predict = subparsers.add_parser(
-        "predict", help="classify image files with an exported model", formatter_class=fmt,
+        "predict", help="classify image files with a shipped, exported or Hub model",
+        formatter_class=fmt,
         description="Print the top-k classes with probabilities for each image. Images of any "
                     "size and mode are converted (grayscale/RGB, transparency on white) and "
                     "resized (bilinear) to what the model card says. A missing or unreadable "
                     "file gets one error line on stderr and the others are still "
                     "predicted (with --json, its entry has \"error\" instead of \"top\").",
-        epilog="exit status: 0 every image predicted, 1 some images failed, 2 all failed "
-               "or bad input (model folder, options)")
-    predict.add_argument("model_dir", metavar="MODEL_DIR",
-                         help="folder written by `cnnlab export` or cnnlab.save_pretrained")
+        epilog="examples:\n  cnnlab predict cifar10-resnet20 some.png    shipped weights, "
+               "offline\n  cnnlab predict exported/r20 a.jpg b.jpg --topk 3\n"
+               "  cnnlab predict hf-hub:owner/repo a.png       needs huggingface_hub\n\n"
+               "exit status: 0 every image predicted, 1 some images failed, 2 all failed "
+               "or bad input (model, options)")
+    predict.add_argument("model_dir", metavar="MODEL",
+                         help="a shipped tag (" + _shipped_tags() + "), a folder written by "
+                              "`cnnlab export` or cnnlab.save_pretrained, or hf-hub:owner/repo")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
     predict.add_argument("--topk", type=int, default=5, metavar="K",
                          help="classes to show per image (default 5)")
@@ -43,8 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     predict.set_defaults(func=run_predict)
 
 
+def _shipped_tags() -> str:
+    """The shipped tags, from the package's folders (no torch import)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "pretrained"
+    tags = sorted(d.name for d in folder.iterdir() if (d / "config.json").is_file()) \
+        if folder.is_dir() else []
+    return ", ".join(tags) or "none"
+
+
 def run_export(args: argparse.Namespace) -> int:
-    from cnnlab.models.hub import export_run, read_card
+    from cnnlab.experiments.export import export_run
+    from cnnlab.models.hub import read_card
 
     out = export_run(args.run_dir, args.out_dir, which=args.which)
     card = read_card(out)

@@ -41,7 +41,8 @@ examples:
   cnnlab models                  every model
   cnnlab models 'resnet*'        a wildcard pattern
   cnnlab models efficientnet     a part of the name
-  cnnlab models resnet18         one model, with its reference and arguments"""
+  cnnlab models resnet18         one model, with its reference and arguments
+  cnnlab models --pretrained     the weights cnnlab ships (create_model(NAME, pretrained=TAG))"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="side of the small-image FLOPs column (default 32)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--no-cache", action="store_true", help="recompute every card")
+    p.add_argument("--pretrained", action="store_true",
+                   help="list the shipped pretrained weights (tags) instead")
     add_quiet_option(p)
     p.set_defaults(func=run)
 
@@ -162,14 +165,42 @@ def _details(name: str) -> str:
            if v.default is not inspect.Parameter.empty}
     args = ", ".join(f"{k}={v!r}" for k, v in {**own, **GENERIC_PARAMS}.items())
     doc = (inspect.getdoc(entry.builder) or "").split("\n\n")[0].replace("\n", " ")
+    from cnnlab.models.weights import list_pretrained
+
+    tags = [t for t, card in list_pretrained().items() if card["name"] == name]
     return "\n".join(line for line in (
         f"\n{name}: {doc}" if doc else f"\n{name}",
         f"reference: {entry.paper}" if entry.paper else "",
         f"arguments: {args}",
+        f"pretrained: {', '.join(tags)} (create_model({name!r}, pretrained=TAG))" if tags else "",
     ) if line)
 
 
+def pretrained_table(shipped: dict[str, dict]) -> str:
+    """Shipped tags: architecture, data, held-out accuracy, parameters, file size."""
+    from cnnlab.models.weights import SHIPPED_DIR
+
+    body = []
+    for tag, card in shipped.items():
+        acc = (card.get("metrics") or {}).get("test_acc")
+        size = (SHIPPED_DIR / tag / "model.safetensors").stat().st_size
+        body.append([tag, card["name"], str(card.get("dataset") or "-"),
+                     "-" if acc is None else f"{100 * acc:.2f}%", f"{card['params']:,}",
+                     f"{size / 1e6:.2f} MB"])
+    return text_table(["TAG", "ARCHITECTURE", "DATA", "TEST ACC", "PARAMS", "FILE"], body,
+                      right={3, 4, 5})
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        from cnnlab.models.weights import list_pretrained
+
+        shipped = list_pretrained()
+        if args.json:
+            print(json.dumps(shipped, indent=2))
+        else:
+            print(pretrained_table(shipped))
+        return 0
     if args.size < 1:
         raise ModelError(f"--size must be a positive side in pixels, got {args.size}")
     names = match(args.pattern)

@@ -1,17 +1,25 @@
-"""Share trained models: a folder with the weights and a card saying how to rebuild and feed
-the model.
+"""Share trained models in the layout of the Hugging Face Hub: a folder with the weights,
+a config saying how to rebuild and feed the model, and a model card for people.
 
+    MODEL_DIR/config.json         architecture (registered name), model_args, num_classes,
+                                  label_names, pretrained_cfg (input size, mean/std,
+                                  interpolation), and a "cnnlab" section: dataset, metrics,
+                                  training (recipe, seed, command), versions
     MODEL_DIR/model.safetensors   the state dict (parameters and buffers), safetensors
-    MODEL_DIR/card.json           registered name and arguments, class count and names,
-                                  input size, channels and normalization, dataset,
-                                  metrics, cnnlab / torch / python versions
+    MODEL_DIR/README.md           the model card: metrics, data, recipe, command, usage
 
-``save_pretrained(model, dir, ...)`` writes both (weights first, the card last, each
-atomically: a folder with a card is complete); ``load_pretrained(dir)`` rebuilds the model
-with ``create_model`` and loads the weights exactly (its outputs equal the saved model's
-bit for bit); ``predict(dir, images)`` reads image files of any size and mode, converts
-and resizes them as the card says, and returns the top-k classes; ``export_run(run, dir)``
-turns a training run folder into such a model folder.
+The keys of config.json follow timm's Hub configs (``architecture``, ``num_classes``,
+``model_args``, ``label_names``, ``pretrained_cfg``) so the folder reads as people expect;
+folders of the first format (``card.json``) still load.
+
+``save_pretrained(model, dir, ...)`` writes the three files (weights first, the config
+last, each atomically: a folder with a config is complete); ``load_pretrained(source)``
+rebuilds the model with ``create_model`` and loads the weights exactly (its outputs equal
+the saved model's bit for bit); ``source`` is a folder, a tag of cnnlab's shipped weights
+(``cifar10-resnet20``) or ``hf-hub:owner/repo`` (:mod:`cnnlab.models.weights`).
+``predict(source, images)`` reads image files of any size and mode, converts and resizes
+them as the config says, and returns the top-k classes; ``export_run(run, dir)`` turns a
+training run folder into such a model folder.
 """
 
 from __future__ import annotations
@@ -31,9 +39,11 @@ from cnnlab.errors import CnnlabError, DataError, ModelError
 from cnnlab.models.registry import builder_params, count_params, create_model, get_entry
 
 WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.json"
+CONFIG_FILE = "config.json"
+README_FILE = "README.md"
+LEGACY_CARD_FILE = "card.json"  # format 1 (before the Hub layout)
 CARD_FORMAT = "cnnlab-model"
-CARD_VERSION = 1
+CARD_VERSION = 2
 MODES = {1: "L", 3: "RGB"}  # channels -> PIL mode images are converted to
 
 
@@ -89,22 +99,30 @@ def save_pretrained(
     std: Sequence[float] | None = None,
     metrics: Mapping | None = None,
     input_size: int | Sequence[int] | None = None,
+    training: Mapping | None = None,
+    title: str | None = None,
     extra: Mapping | None = None,
 ) -> Path:
-    """Write ``model`` (built by ``create_model``) to ``directory``: weights in safetensors
-    and ``card.json``. ``mean``/``std`` are per-channel in [0, 1] pixel units (None: the
-    model takes [0, 1] pixels); ``input_size`` is the side (or (H, W)) images are resized to
-    (default: the size the model was built for, else its family's native size).
+    """Write ``model`` (built by ``create_model``) to ``directory`` in the Hub layout:
+    ``model.safetensors``, ``README.md`` (the model card) and ``config.json``.
+
+    ``mean``/``std`` are per-channel in [0, 1] pixel units (None: the model takes [0, 1]
+    pixels); ``input_size`` is the side (or (H, W)) images are resized to (default: the
+    size the model was built for, else its family's native size). ``training`` says how
+    the weights were made, for the card: ``recipe`` (a name or a table of settings),
+    ``seed``, ``command``, ``data`` (spec, split sizes, ...). ``title`` heads the card.
     Returns the folder."""
     from safetensors.torch import save as st_save
 
-    from cnnlab.utils.io import atomic_write, atomic_write_json
+    from cnnlab.models.card import render_card
+    from cnnlab.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
     name = getattr(model, "model_name", None)
     if not name:
         raise ModelError("save_pretrained needs a model built by cnnlab.create_model (it "
                          "records the name and arguments that rebuild it)")
-    args = _json_ready(dict(getattr(model, "model_args", {})), f"the arguments of '{name}'")
+    args = _json_ready({k: v for k, v in dict(getattr(model, "model_args", {})).items()
+                        if k != "pretrained"}, f"the arguments of '{name}'")
     num_classes = getattr(model, "num_classes", None)
     if not isinstance(num_classes, int):
         num_classes = int(getattr(model, "model_num_classes", 0))
@@ -132,6 +150,8 @@ def save_pretrained(
         "std": _floats(std, in_chans, "std"),
         "dataset": dataset,
         "metrics": _json_ready(dict(metrics), "metrics") if metrics is not None else None,
+        "training": _json_ready(dict(training), "training") if training is not None else None,
+        "title": title,
         "params": count_params(model),
         "versions": {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
@@ -154,28 +174,100 @@ def save_pretrained(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(directory / WEIGHTS_FILE, lambda f: f.write(blob))
-    atomic_write_json(directory / CARD_FILE, card)
+    atomic_write_text(directory / README_FILE, render_card(card))
+    atomic_write_json(directory / CONFIG_FILE, card_to_config(card))
     return directory
 
 
+# card (the flat dict cnnlab reads) <-> config.json (the Hub layout, timm's key names)
+_PRETRAINED_CFG = ("input_size", "mean", "std", "interpolation", "image_mode")
+_TOP = ("format", "format_version", "name", "args", "num_classes", "in_chans", "classes",
+        "input_size", "channels", "image_mode", "resize", "mean", "std")
+
+
+def card_to_config(card: Mapping) -> dict:
+    """The config.json of a card: timm's top-level keys, cnnlab's extras under "cnnlab"."""
+    h, w = card["input_size"]
+    return {
+        "architecture": card["name"],
+        "num_classes": card["num_classes"],
+        "in_chans": card["in_chans"],
+        "model_args": card.get("args") or {},
+        "label_names": card.get("classes"),
+        "pretrained_cfg": {
+            "input_size": [card["in_chans"], h, w],  # (C, H, W), as timm writes it
+            "mean": card.get("mean"),  # [0, 1] pixel units; null: no normalization
+            "std": card.get("std"),
+            "interpolation": card.get("resize", "bilinear"),
+            "image_mode": card.get("image_mode"),
+        },
+        "cnnlab": {"format": CARD_FORMAT, "format_version": card.get("format_version",
+                                                                     CARD_VERSION),
+                   **{k: v for k, v in card.items() if k not in _TOP}},
+    }
+
+
+def config_to_card(config: Mapping, where: str) -> dict:
+    """The flat card of a config.json (ModelError naming the file if it is not one)."""
+    ours = config.get("cnnlab") if isinstance(config, Mapping) else None
+    if not isinstance(ours, Mapping) or ours.get("format") != CARD_FORMAT:
+        hint = (" (it looks like a training run folder: export it with `cnnlab export RUN_DIR "
+                "OUT_DIR`)" if isinstance(config, Mapping) and "dataset" in config else "")
+        raise ModelError(f"{where} is not a cnnlab model config (no \"cnnlab\" section of "
+                         f"format {CARD_FORMAT!r}){hint}")
+    try:
+        pcfg = dict(config.get("pretrained_cfg") or {})
+        c, h, w = (int(v) for v in pcfg["input_size"])
+        card = {
+            "format": CARD_FORMAT, "format_version": int(ours.get("format_version", 0)),
+            "name": str(config["architecture"]), "args": dict(config.get("model_args") or {}),
+            "num_classes": int(config["num_classes"]),
+            "in_chans": int(config.get("in_chans", c)), "classes": config.get("label_names"),
+            "input_size": [h, w], "channels": c,
+            "image_mode": pcfg.get("image_mode", MODES.get(c)),
+            "resize": pcfg.get("interpolation", "bilinear"),
+            "mean": pcfg.get("mean"), "std": pcfg.get("std"),
+        }
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"{where} lacks or garbles {e}: needs architecture, num_classes and "
+                         f"pretrained_cfg.input_size") from None
+    card.update({k: v for k, v in ours.items() if k not in ("format", "format_version")})
+    return card
+
+
 def read_card(directory: str | Path) -> dict:
-    """The card of a model folder (ModelError if it is not one)."""
+    """The card of a model folder: its config.json (or card.json of format 1) as one flat
+    dict (ModelError if the folder is not a model folder)."""
     directory = Path(directory)
-    path = directory / CARD_FILE
-    if not path.is_file():
-        what = "does not exist" if not directory.exists() else f"has no {CARD_FILE}"
+    path = directory / CONFIG_FILE
+    legacy = directory / LEGACY_CARD_FILE
+    if not path.is_file() and not legacy.is_file():
+        what = "does not exist" if not directory.exists() else f"has no {CONFIG_FILE}"
         raise ModelError(f"model folder {directory} {what}; write one with "
                          f"cnnlab.save_pretrained or `cnnlab export RUN_DIR {directory}`")
+    if not path.is_file() or (legacy.is_file() and not _is_model_config(path)):
+        path = legacy
     try:
-        card = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except ValueError as e:
         raise ModelError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{path} is not a cnnlab model card (format {CARD_FORMAT!r})")
+    if path.name == CONFIG_FILE:
+        card = config_to_card(data, str(path))
+    else:
+        card = data
+        if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+            raise ModelError(f"{path} is not a cnnlab model card (format {CARD_FORMAT!r})")
     if int(card.get("format_version", 0)) > CARD_VERSION:
         raise ModelError(f"{path} has card format {card['format_version']}; this cnnlab reads "
                          f"up to {CARD_VERSION}: upgrade cnnlab")
     return card
+
+
+def _is_model_config(path: Path) -> bool:
+    try:
+        return isinstance(json.loads(path.read_text()).get("cnnlab"), dict)
+    except (ValueError, AttributeError):
+        return False
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -244,11 +336,15 @@ def build_and_load(name: str, num_classes: int, in_chans: int, args: Mapping,
     return model.eval()
 
 
-def load_pretrained(directory: str | Path, map_location: str | torch.device = "cpu"
+def load_pretrained(source: str | Path, map_location: str | torch.device = "cpu"
                     ) -> nn.Module:
     """Rebuild the model of a folder written by ``save_pretrained`` and load its weights;
-    returned in eval mode on ``map_location``, with the card as ``model.card``."""
-    directory = Path(directory)
+    ``source`` is that folder, a shipped tag (``cifar10-resnet20``, see
+    ``cnnlab.list_pretrained()``) or ``hf-hub:owner/repo``. Returned in eval mode on
+    ``map_location``, with the card as ``model.card``."""
+    from cnnlab.models.weights import resolve_folder
+
+    directory = resolve_folder(source)
     card = read_card(directory)
     state = _load_state(directory / WEIGHTS_FILE)
     model = build_and_load(card["name"], int(card["num_classes"]), int(card["in_chans"]),
@@ -448,10 +544,13 @@ def load_run_model(run_dir: str | Path, which: str = "best") -> nn.Module:
     return model
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best",
+               training: Mapping | None = None, extra: Mapping | None = None) -> Path:
     """Make a model folder from a training run folder: its ``config.json`` says which model
     on which dataset, ``checkpoints/<which>.pt`` holds the weights (key "model"),
-    ``summary.json`` the metrics. Returns ``out_dir``."""
+    ``summary.json`` the metrics; ``training`` (recipe, seed, command, data) goes on the
+    card as it is (``cnnlab.export_run`` fills it from the run's config). Returns
+    ``out_dir``."""
     run_dir = Path(run_dir)
     model = load_run_model(run_dir, which)
     run_cfg = model.run_info["config"]
@@ -470,6 +569,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, which: str = "best") ->
     return save_pretrained(
         model, out_dir, dataset=ds.get("name"), classes=classes,
         mean=ds.get("mean") if normalized else None, std=ds.get("std") if normalized else None,
-        metrics=metrics, input_size=(h, w),
-        extra={"source_run": str(run_dir.resolve()), "checkpoint": which},
+        metrics=metrics, input_size=(h, w), training=training,
+        extra={"source_run": str(run_dir.resolve()), "checkpoint": which, **(extra or {})},
     )
+

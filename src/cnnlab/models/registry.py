@@ -222,10 +222,18 @@ def scale_init(model: nn.Module, init_scale: float, name: str = "model") -> nn.M
     return model
 
 
-def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int = 3,
+                 pretrained=False, **kwargs) -> nn.Module:
     """Build a registered model: ``create_model("vgg", num_classes=10, blocks=3)``.
 
-    ``timm:NAME`` and ``torchvision:NAME`` wrap those libraries' models when installed.
+    ``num_classes`` defaults to 10, or with ``pretrained`` to the weights' class count.
+    ``pretrained`` loads weights (:mod:`cnnlab.models.weights`): ``True`` (the shipped
+    default for ``name``), a shipped tag (``"cifar10-resnet20"``), a model folder, a weights
+    file in cnnlab's, torchvision's or timm's layout, or ``"hf-hub:owner/repo"``; with a
+    ``num_classes`` other than the weights' the classifier is replaced.
+
+    ``timm:NAME`` and ``torchvision:NAME`` wrap those libraries' models when installed
+    (their ``pretrained=True`` loads the library's own weights).
 
     Every model also takes the generic keywords of :data:`GENERIC_PARAMS`:
     ``init_scale`` (default 1.0, a no-op) multiplies the initial conv/linear weights right
@@ -233,10 +241,17 @@ def create_model(name: str, num_classes: int = 10, in_chans: int = 3, **kwargs) 
     """
     init_scale = kwargs.get("init_scale", GENERIC_PARAMS["init_scale"])
     _check_init_scale(init_scale, f"model '{name}'")  # before building anything
+    if pretrained is not False and pretrained is not None and ":" not in name:
+        from cnnlab.models.weights import create_pretrained
+
+        return create_pretrained(name, pretrained, num_classes, in_chans, kwargs)
+    num_classes = 10 if num_classes is None else num_classes
     if ":" in name:
         from cnnlab.models.external import create_external
 
         ext_kwargs = {k: v for k, v in kwargs.items() if k != "init_scale"}
+        if pretrained:
+            ext_kwargs["pretrained"] = pretrained
         model = create_external(name, num_classes=num_classes, in_chans=in_chans, **ext_kwargs)
         if "init_scale" in kwargs:
             scale_init(model, init_scale, f"model '{name}'")
@@ -492,5 +507,5 @@ def _load_families() -> None:
     import cnnlab.models as pkg
 
     for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name not in ("registry", "external", "hub"):
+        if mod.name not in ("registry", "external", "hub", "weights", "keymaps", "card"):
             importlib.import_module(f"cnnlab.models.{mod.name}")

@@ -50,12 +50,35 @@ def freeze_norm_scales(model: nn.Module) -> int:
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
-                 norm_bias_lr_scale: float = 1.0, muon: bool = False) -> list[dict]:
+                 norm_bias_lr_scale: float = 1.0, muon: bool = False,
+                 layer_decay: float = 1.0) -> list[dict]:
     """Trainable parameters in groups, each with ``weight_decay`` and ``lr_scale`` (a
     multiplier of the base lr): decayed, not decayed (ndim <= 1 unless
     ``decay_norm_and_bias``), norm biases (``lr_scale = norm_bias_lr_scale``, only when it
     is not 1) and, with ``muon``, the conv filters (4-D, ``muon: True``). Empty groups are
-    dropped."""
+    dropped. ``layer_decay < 1`` splits each group by layer, its ``lr_scale`` times
+    ``layer_decay ** (L + 1 - layer)`` (:func:`cnnlab.train.finetune.layer_lr_scales`)."""
+    groups = _param_groups(model, weight_decay, decay_norm_and_bias, norm_bias_lr_scale, muon)
+    if layer_decay == 1.0:
+        return groups
+    if muon:
+        raise ConfigError("optim.layer_decay does not combine with optim.muon (Muon's step is "
+                          "set per weight norm, not by the lr)")
+    from cnnlab.train.finetune import layer_lr_scales
+
+    scales = layer_lr_scales(model, layer_decay)
+    out = []
+    for g in groups:
+        by_scale: dict[float, list] = {}
+        for p in g["params"]:
+            by_scale.setdefault(scales[id(p)], []).append(p)
+        for scale, params in sorted(by_scale.items()):
+            out.append({**g, "params": params, "lr_scale": g["lr_scale"] * scale})
+    return out
+
+
+def _param_groups(model: nn.Module, weight_decay: float, decay_norm_and_bias: bool,
+                  norm_bias_lr_scale: float, muon: bool) -> list[dict]:
     nb = {id(p) for p in norm_biases(model)} if norm_bias_lr_scale != 1 else set()
     decay, no_decay, biases, filters = [], [], [], []
     for p in model.parameters():
@@ -254,7 +277,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int | None =
     (``batch_size`` is needed by ``optim.per_1024``)."""
     mode = decay_mode(cfg)
     groups = param_groups(model, cfg.weight_decay, cfg.decay_norm_and_bias,
-                          cfg.norm_bias_lr_scale, cfg.muon)
+                          cfg.norm_bias_lr_scale, cfg.muon, cfg.layer_decay)
     if cfg.per_1024 or cfg.muon:
         if cfg.name != "sgd":
             raise ConfigError(f"optim.per_1024 and optim.muon need optim.name = 'sgd', got "

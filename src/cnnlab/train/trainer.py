@@ -57,6 +57,7 @@ from cnnlab.train.callbacks import (
     callbacks_from_config,
 )
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
+from cnnlab.train.finetune import freeze_backbone
 from cnnlab.train.hardware import (
     resolve_channels_last,
     resolve_device,
@@ -165,6 +166,8 @@ class Trainer:
             )
         if config.optim.freeze_norm_scale:
             freeze_norm_scales(self.model)  # before the optimizer collects what trains
+        if config.train.freeze == "backbone":
+            freeze_backbone(self.model)  # likewise
         self.optimizer = build_optimizer(self.model, config.optim,
                                          batch_size=self.train_loader.global_batch_size)
         self.peak_lr = self.optimizer.param_groups[0]["lr"]  # per step, for the global batch
