@@ -272,7 +272,7 @@ def test_worker_killed_mid_run_is_retried(cluster, reference, tmp_path):
         deadline = time.monotonic() + 300
         while killed is None and proc.poll() is None and time.monotonic() < deadline:
             for pid, title in _busy_workers(sessions).items():
-                cell, rep = title.split(":")[3:5]  # ray::cnnlab:SWEEP:CELL:repN
+                cell, rep = title.split(":")[-2:]  # ray::cnnlab:SWEEP:CELL:repN
                 run_dir = folder / "runs" / f"blocks{cell.split('=')[1]}" / rep
                 # past its first checkpoint and not finished: killed in the middle
                 if _epochs_done(run_dir) >= 1 and not (run_dir / "summary.json").exists():
