@@ -1,4 +1,5 @@
-"""``cnnlab sweep PRESET_OR_TOML [--data SPEC] [--set k=v] [--reps N] [--out DIR]``."""
+"""``cnnlab sweep PRESET_OR_TOML [--data SPEC] [--set k=v] [--reps N] [--out DIR]
+[--backend local|ray [--address auto|HOST:PORT]]``."""
 
 from __future__ import annotations
 
@@ -23,7 +24,18 @@ def register(sub) -> None:
     p.add_argument("--reps", type=int, help="repetitions per cell")
     p.add_argument("--out", metavar="DIR", help="sweep folder (default sweeps/NAME)")
     p.add_argument("--workers", type=int, help="runs at once (default: chosen for the machine)")
-    p.add_argument("--threads", type=int, help="torch threads per worker")
+    p.add_argument("--threads", type=int, help="torch threads per worker (on Ray: the CPUs "
+                   "each run asks for; default 1)")
+    p.add_argument("--backend", choices=("local", "ray"),
+                   help="where the runs go: local (a process pool here; default) or ray (a "
+                   "Ray cluster; needs pip install \"cnnlab[ray]\"); overrides the sweep "
+                   "file's backend")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster: auto (the one started on this machine) or the "
+                   "head's HOST:PORT (default: RAY_ADDRESS, else a Ray started for this sweep)")
+    p.add_argument("--gpus-per-run", type=float, metavar="G",
+                   help="on Ray: GPUs each run asks for (0.25: four runs share a GPU; "
+                   "default 1 for --device cuda)")
     p.add_argument("--stack-reps", choices=("auto", "on", "off"), default="auto",
                    help="train each cell's repetitions as one stacked (vmapped) model; same "
                    "rows and run folders (auto: only on devices measured faster; default)")
@@ -49,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         result = sweep(args.spec, args.out, data=args.data, overrides=overrides,
                        reps=args.reps, seed=args.seed, workers=args.workers,
                        threads=args.threads, force=args.force, report=not args.no_report,
-                       stack_reps=args.stack_reps, recipe=args.recipe,
+                       stack_reps=args.stack_reps, recipe=args.recipe, backend=args.backend,
+                       address=args.address, gpus_per_run=args.gpus_per_run,
                        log=(lambda *a: None) if args.quiet else print)
     except KeyboardInterrupt:
         again = shlex.join(["cnnlab", *(a for a in args.argv if a != "--force")])

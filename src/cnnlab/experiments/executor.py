@@ -27,7 +27,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cnnlab.config import RunConfig
-from cnnlab.errors import CnnlabError, ModelError, one_line_warning
+from cnnlab.errors import CnnlabError, ConfigError, ModelError, one_line_warning
 from cnnlab.experiments.spec import Cell, SweepSpec
 from cnnlab.experiments.store import CURVE_COLUMNS, STORE_FILENAME, ResultsStore
 from cnnlab.status import FAILED, is_failure, stored_status
@@ -256,7 +256,7 @@ def order_by_cost(tasks: list[Task]) -> list[Task]:
     return unknown + known
 
 
-def check_sweep(spec: SweepSpec) -> dict[str, float | None]:
+def check_sweep(spec: SweepSpec, devices: bool = True) -> dict[str, float | None]:
     """Refuse a sweep that cannot run before anything starts or is written: every cell's
     device must exist, its data load and its augmentation build, and its model build (on the
     meta device: no memory, no time) and take the data's input size.
@@ -264,6 +264,9 @@ def check_sweep(spec: SweepSpec) -> dict[str, float | None]:
     Raises the first problem as one :class:`~cnnlab.errors.CnnlabError` naming the cell.
     Cells are checked grouped by their data config, so each distinct dataset is loaded
     once and only one is held in memory at a time.
+
+    ``devices=False`` leaves the device to the machine a run lands on (a Ray driver may
+    have no GPU while its workers do): a missing one is then that run's failed row.
 
     Returns each cell's estimated cost in FLOPs (:func:`run_cost`, from the forward FLOPs
     per image counted on the meta model), keyed by cell key; None where it cannot be counted.
@@ -288,7 +291,7 @@ def check_sweep(spec: SweepSpec) -> dict[str, float | None]:
             cfg = spec.run_config(cell, 0)  # a bad value in the middle of an axis
         except CnnlabError as e:
             raise _cell_error(e, where) from None
-        if cfg.train.device not in seen_devices:
+        if devices and cfg.train.device not in seen_devices:
             try:
                 resolve_device(cfg.train.device)
             except CnnlabError as e:
@@ -343,7 +346,8 @@ def _meta_flops(model, h: int, c: int) -> int | None:
 
 def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None,
               threads: int | None = None, force: bool = False, log=print,
-              check: bool = True, stack_reps: str = "auto") -> SweepResult:
+              check: bool = True, stack_reps: str = "auto", backend: str | None = None,
+              address: str | None = None, gpus_per_run: float | None = None) -> SweepResult:
     """Run every (cell, rep) not yet done in ``folder`` (failed runs are tried again).
 
     ``stack_reps`` (``auto``, ``on``, ``off``): train a cell's repetitions as one stacked
@@ -355,11 +359,37 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
     created and before any run starts.  The check also estimates each run's cost, and the
     runs start largest first (:func:`order_by_cost`); without the check they start in grid
     order.
+
+    ``backend`` (default: the spec's, else ``local``): ``local`` runs in a process pool on
+    this machine; ``ray`` hands each run to the Ray cluster at ``address`` as a task
+    (:mod:`cnnlab.experiments.ray_backend`; ``gpus_per_run`` GPUs each, for GPU runs).
+    Either way this driver alone writes the store, and a rerun skips finished runs.
     """
+    backend = backend or spec.backend
+    cluster = None
+    if backend == "ray":
+        from cnnlab.experiments.ray_backend import RayCluster
+
+        # Ray missing, --workers given or a bad address: refused before any work
+        cluster = RayCluster.prepare(address or spec.address, workers,
+                                     spec.gpus_per_run if gpus_per_run is None
+                                     else gpus_per_run)
+        folder = Path(folder).absolute()  # every node writes the same path (shared storage)
+    elif backend != "local":
+        raise ConfigError(f"unknown sweep backend {backend!r}; use local or ray")
+    elif address or gpus_per_run is not None:
+        raise ConfigError("--address and --gpus-per-run are for the Ray backend: add "
+                          "--backend ray")
     folder = Path(folder)
     t0 = time.perf_counter()
-    costs = check_sweep(spec) if check else {}  # no check, no estimate: grid order
-    with sweep_lock(folder):
+    # no check, no estimate: grid order; on Ray a run's device is the worker's to check
+    costs = check_sweep(spec, devices=cluster is None) if check else {}
+    if cluster is not None:
+        # an unreachable cluster or one without the CPUs/GPUs a run asks for: one line,
+        # the sweep folder not yet created
+        cluster.connect([spec.run_config(c, 0) for c in spec.cells()], threads, log)
+    # the cluster first: it disconnects even when the folder is locked by another sweep
+    with cluster or contextlib.nullcontext(), sweep_lock(folder):
         store = ResultsStore(folder / STORE_FILENAME)
         try:
             if force:
@@ -386,11 +416,16 @@ def run_sweep(spec: SweepSpec, folder: str | Path, *, workers: int | None = None
 
                 tasks = order_by_cost(tasks)  # rows are keyed by (cell, rep): order is free
                 jobs, stack_note = group_tasks(tasks, stack_reps)  # a group at its first rep
-                packing = choose_packing(tasks[0].config, len(jobs), workers, threads)
+                packing = (cluster.packing(tasks[0].config, threads) if cluster is not None
+                           else choose_packing(tasks[0].config, len(jobs), workers, threads))
                 log(f"sweep {spec.name}: {len(tasks)} run(s) to do, {skipped} already done; "
                     f"{packing.reason}{stack_note}")
                 log(_order_line(tasks))
-                _execute(jobs, packing, store, log, total, skipped)
+                record = _recorder(store, log, total, skipped)
+                if cluster is not None:
+                    cluster.execute(jobs, packing, record)
+                else:
+                    _execute(jobs, packing, record)
             else:
                 log(f"sweep {spec.name}: all {total} runs already done (use --force to redo)")
             runs = store.runs(spec.name)
@@ -419,8 +454,9 @@ def _flop_text(flops: float) -> str:
     return f"{flops:.3g} FLOP"
 
 
-def _execute(tasks: list[Task | list[Task]], packing: Packing, store: ResultsStore, log, total: int,
-             done_before: int) -> None:
+def _recorder(store: ResultsStore, log, total: int, done_before: int):
+    """``record(row, curves)``: store one finished run (the driver's only write) and log it
+    as ``[finished/total]``; every backend records through it."""
     finished = done_before
 
     def record(row: dict, curves: list[dict]) -> None:
@@ -429,6 +465,15 @@ def _execute(tasks: list[Task | list[Task]], packing: Packing, store: ResultsSto
         finished += 1
         _log_row(log, row, finished, total)
 
+    return record
+
+
+def lost_outcomes(job: Task | list[Task], error: str) -> list[dict]:
+    """The failed rows of a job whose result never came back (its worker died)."""
+    return [{"row": t.row(status=FAILED, error=error), "curves": []} for t in job_tasks(job)]
+
+
+def _execute(tasks: list[Task | list[Task]], packing: Packing, record) -> None:
     pending = list(reversed(tasks))  # pop() from the end keeps the given order
     ctx = get_context("spawn")  # CUDA-safe; workers import torch once and reuse the data
     while pending:
@@ -447,18 +492,16 @@ def _execute(tasks: list[Task | list[Task]], packing: Packing, store: ResultsSto
                         except BrokenProcessPool:
                             raise  # the job stays in `running`: recorded below
                         except Exception as e:  # noqa: BLE001 - pickling or worker error
-                            error = f"{type(e).__name__}: {e}"
-                            outs = [{"row": t.row(status=FAILED, error=error), "curves": []}
-                                    for t in job_tasks(running[fut])]
+                            outs = lost_outcomes(running[fut], f"{type(e).__name__}: {e}")
                         del running[fut]
                         for out in outs:
                             record(out["row"], out["curves"])
             except BrokenProcessPool:
                 # a worker died hard (e.g. out of memory): record the runs it held, go on
                 for job in running.values():
-                    for task in job_tasks(job):
-                        record(task.row(status=FAILED, error="worker process died (out of "
-                                        "memory or killed)"), [])
+                    for out in lost_outcomes(job, "worker process died (out of memory or "
+                                             "killed)"):
+                        record(out["row"], out["curves"])
 
 
 def _log_row(log, row: dict, finished: int, total: int) -> None:

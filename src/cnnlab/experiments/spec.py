@@ -5,6 +5,9 @@
     seed = 0
     seeds = "per-rep"            # per-rep: run seed = seed + rep (paired across cells)
                                  # per-run: a distinct seed for every (cell, rep)
+    backend = "ray"              # optional: where the runs go (local: a process pool on
+    address = "auto"             #   this machine, the default; ray: a Ray cluster at
+    gpus_per_run = 0.25          #   address), and each GPU run's share of a GPU on Ray
     [base.model]                 # any run-config tables: data, model, optim, train
     name = "vgg"
     [grid]                       # axes: dotted config keys -> lists of values
@@ -41,6 +44,7 @@ from cnnlab.config import RECIPE_KEY, RunConfig, apply_overrides, from_dict, rea
 from cnnlab.errors import ConfigError, did_you_mean
 
 VARIANT_AXIS = "variant"
+BACKENDS = ("local", "ray")  # local: process pool (executor.py); ray: ray_backend.py
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class SweepSpec:
     analysis: str = ""  # the report's phenomenon analysis (cnnlab.report.phenomena), if any
     sizes: dict[str, dict] = field(default_factory=dict)  # data source -> its smaller form
     size: str = ""  # the size applied (then ``sizes`` is empty)
+    backend: str = "local"  # where the runs go: one of BACKENDS
+    address: str = ""  # Ray cluster address (auto, HOST:PORT); "" = Ray's default
+    gpus_per_run: float | None = None  # Ray: GPUs per run (0.25: four runs share one)
 
     @property
     def axes(self) -> list[str]:
@@ -78,7 +85,9 @@ class SweepSpec:
         return {"name": self.name, "description": self.description, "reps": self.reps,
                 "seed": self.seed, "seeds": self.seeds, "base": self.base, "grid": self.grid,
                 "variants": self.variants, "overrides": self.overrides,
-                "analysis": self.analysis, "sizes": self.sizes, "size": self.size}
+                "analysis": self.analysis, "sizes": self.sizes, "size": self.size,
+                "backend": self.backend, "address": self.address,
+                "gpus_per_run": self.gpus_per_run}
 
     def cells(self) -> list[Cell]:
         out = []
@@ -121,6 +130,11 @@ class SweepSpec:
         if self.seeds not in ("per-rep", "per-run"):
             raise ConfigError(f"sweep '{self.name}': seeds must be per-rep or per-run, "
                               f"got {self.seeds!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"sweep '{self.name}': backend must be one of "
+                              f"{', '.join(BACKENDS)}, got {self.backend!r}"
+                              f"{did_you_mean(self.backend, BACKENDS)}")
+        check_gpus_per_run(self.gpus_per_run)
         for axis, values in self.grid.items():
             if not isinstance(values, list) or not values:
                 raise ConfigError(f"sweep '{self.name}': grid axis '{axis}' needs a non-empty "
@@ -145,6 +159,16 @@ class SweepSpec:
             self.cell_config(cell)  # raises on a bad axis key or value
 
 
+def check_gpus_per_run(gpus: float | None) -> None:
+    """Ray's rule for a task's GPUs: a fraction in (0, 1] or a whole number."""
+    if gpus is None:
+        return
+    if not isinstance(gpus, int | float) or isinstance(gpus, bool) or gpus <= 0 \
+            or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigError(f"gpus_per_run must be a fraction in (0, 1] or a whole number of "
+                          f"GPUs, got {gpus!r}")
+
+
 def _dotted_keys(table: dict, prefix: str = "") -> dict[str, Any]:
     """Nested tables as one table of dotted keys: ``{"model": {"blocks": v}}`` ->
     ``{"model.blocks": v}`` (what TOML makes of ``model.blocks = v`` undone)."""
@@ -162,7 +186,7 @@ _SIZE_KEYS = {"description", "reps", "grid", "set"}
 
 def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
     known = {"name", "description", "reps", "seed", "seeds", "base", "grid", "variants",
-             "overrides", "analysis", "sizes", "size"}
+             "overrides", "analysis", "sizes", "size", "backend", "address", "gpus_per_run"}
     unknown = set(table) - known
     if unknown:
         raise ConfigError(f"unknown sweep key(s) {sorted(unknown)}; allowed: {sorted(known)}")
@@ -181,6 +205,9 @@ def spec_from_dict(table: dict, name: str | None = None) -> SweepSpec:
                    "set": _dotted_keys(v.get("set", {}))}
                for k, v in table.get("sizes", {}).items()},
         size=str(table.get("size", "")),
+        backend=str(table.get("backend", "local")),
+        address=str(table.get("address") or ""),
+        gpus_per_run=table.get("gpus_per_run"),
     )
     spec.validate()
     return spec

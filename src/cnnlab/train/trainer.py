@@ -430,11 +430,11 @@ class Trainer:
 
     def _keep_good_state(self) -> None:
         """With the deferred check, keep the current state as the one to roll back to: the
-        resume state without the RNG, its tensors cloned (on the device, no host transfer)."""
+        resume state, its tensors cloned (on the device, no host transfer)."""
         if self.finite_every == 1:
             return
-        state = self.state_dict()
-        for key in ("rng", "config", "versions"):
+        state = self.state_dict(gather=False)  # this rank's own: no collective
+        for key in ("config", "versions"):
             state.pop(key)
         self._good_state = copy.deepcopy(state)
 
@@ -442,7 +442,7 @@ class Trainer:
         """Return to the state of the last good check (kept at the start of fit, after each
         epoch and at each check) and say which steps the non-finite loss lies between."""
         bad_to = self.step
-        self.load_state_dict({**self._good_state, "rng": rng_state()})
+        self.load_state_dict(self._good_state)
         self._nonfinite.zero_()
         return (f"loss became non-finite at epoch {self.epoch + 1}, between steps "
                 f"{self.step + 1} and {bad_to} (checked every {self.finite_every} steps; rolled "
@@ -574,7 +574,9 @@ class Trainer:
         return pick(rows, key=lambda h: h[monitor])
 
     # ------------------------------------------------------- checkpointing
-    def state_dict(self, weights_only_state: bool = False) -> dict:
+    def state_dict(self, weights_only_state: bool = False, gather: bool = True) -> dict:
+        """The resume state; with ``gather`` (a collective under DDP) rank 0's holds every
+        rank's loader position, random streams and sums, else each rank's only its own."""
         state = {
             "model": self.model.state_dict(),
             "epoch": self.epoch,
@@ -596,7 +598,7 @@ class Trainer:
             world_size=self.world.size,
             **own,  # rank 0's (a single process's) at the top level
         )
-        if self.world.size > 1:  # a collective: every rank saves at the same steps
+        if gather and self.world.size > 1:  # a collective: every rank saves at the same steps
             state["ranks"] = distributed.gather_to_main(own)
         return state
 
