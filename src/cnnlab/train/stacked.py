@@ -464,7 +464,7 @@ def fit_stacked(models: Sequence[nn.Module], data, configs: Sequence[RunConfig],
                 if out is not None and state is None:
                     made[-1][1].extend(p for p in (out / "config.json", out / "run.toml")
                                        if not p.exists())
-                    _write_run_folder(out, cfg, ds, stats, model)
+                    _write_run_folder(out, cfg, ds, stats, model, t.parallel_info())
                 elif state is not None:
                     t.load_state_dict(state)
                 trainers.append(t)
