@@ -252,6 +252,9 @@ def run_rank(args: argparse.Namespace) -> int:
             if world.is_main and not cfg.train.quiet:
                 print(f"run folder: {out}")
             result = train_run(cfg, out, resume=bool(args.resume))
+            # every rank done before any tears the group down: a rank still inside a
+            # collective when its partner's connections close dies in gloo's C++ (SIGABRT)
+            distributed.barrier()
             if world.is_main:
                 return report(result, out)
             return 3 if result.status == DIVERGED else 0

@@ -122,6 +122,12 @@ def all_reduce_sum(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+def barrier() -> None:
+    """Wait until every rank gets here (nothing to do in a single process)."""
+    if world().grouped:
+        dist.barrier()
+
+
 def all_finite(value: torch.Tensor) -> bool:
     """Whether ``value`` is finite on every rank (all ranks get the same answer, so a rank
     never waits in a backward pass the others skipped)."""
