@@ -36,7 +36,9 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path):
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "cnnlab", "sweep", str(spec), "--out", str(out),
            "--workers", "1", "--no-report"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT's default action in the child even where this runs as a background job
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         t0 = time.monotonic()
         while not list(out.glob("runs/*/*/checkpoints/last.pt")):  # the first run is training

@@ -189,7 +189,14 @@ def _start_long_run(out: Path) -> subprocess.Popen:
         [sys.executable, "-m", "cnnlab", "train", "vgg", "--data", "digits", "--epochs", "200",
          "--out", str(out), "--set", "data.limit=320", "--set", "model.width=4",
          "--set", "model.blocks=2", "--set", "train.threads=1", "--quiet"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    """Ctrl-C's default action in the child: a shell runs background jobs (a CI script
+    started with `&`) with SIGINT ignored, and the child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
