@@ -430,7 +430,8 @@ class Trainer:
 
     def _keep_good_state(self) -> None:
         """With the deferred check, keep the current state as the one to roll back to: the
-        resume state, its tensors cloned (on the device, no host transfer)."""
+        resume state with its tensors cloned (weights and optimizer state on the device;
+        only the small sums and random states travel to the host, once per check)."""
         if self.finite_every == 1:
             return
         state = self.state_dict(gather=False)  # this rank's own: no collective
