@@ -252,12 +252,12 @@ def run_rank(args: argparse.Namespace) -> int:
             if world.is_main and not cfg.train.quiet:
                 print(f"run folder: {out}")
             result = train_run(cfg, out, resume=bool(args.resume))
-            # every rank done before any tears the group down: a rank still inside a
-            # collective when its partner's connections close dies in gloo's C++ (SIGABRT)
+            # every rank done before any ends: a rank still inside a collective when its
+            # partner's connections close dies in gloo's C++ (SIGABRT); then no teardown
             distributed.barrier()
-            if world.is_main:
-                return report(result, out)
-            return 3 if result.status == DIVERGED else 0
+            code = report(result, out) if world.is_main else \
+                3 if result.status == DIVERGED else 0
+            distributed.exit_now(code)
         except KeyboardInterrupt:
             return 130  # the launcher says how to resume
         except distributed.MainRankError:
