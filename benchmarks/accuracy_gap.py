@@ -77,9 +77,15 @@ def plain_run(model, ds, mean, std, device, batch_size, lr, seed, amp) -> float:
     loader = torch.utils.data.DataLoader(
         CropFlipDataset(ds.train.images, ds.train.labels, mean, std), batch_size=batch_size,
         shuffle=True, drop_last=True)
+    plain_steps(model, loader, device, lr, amp)
+    return plain_accuracy(model, ds, mean, std, device, amp)
+
+
+def plain_steps(model, batches, device, lr: float, amp=None) -> None:
+    """The plain loop's training step (torch's Adam, loss in fp32) over ``batches``."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for x, y in loader:
+    for x, y in batches:
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             out = model(x)
@@ -87,6 +93,10 @@ def plain_run(model, ds, mean, std, device, batch_size, lr, seed, amp) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
+
+
+def plain_accuracy(model, ds, mean, std, device, amp=None) -> float:
+    """Held-out accuracy by the plain loop's evaluation (a DataLoader, no augmentation)."""
     model.eval()
     correct = 0
     test = torch.utils.data.DataLoader(

@@ -14,29 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
+from accuracy_gap import plain_accuracy, plain_steps  # noqa: E402
 from throughput import SHARED, CropFlipDataset, cnnlab_config, load_data, model_factory  # noqa: E402
 
 from cnnlab.train.run import build_loaders  # noqa: E402
-
-
-def train_and_evaluate(model, batches, ds, mean, std) -> float:
-    """One pass of the plain step over ``batches``; held-out accuracy."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for x, y in batches:
-        loss = F.cross_entropy(model(x.float().contiguous()), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
-    test = torch.utils.data.DataLoader(
-        CropFlipDataset(ds.test.images, ds.test.labels, mean, std, train=False), batch_size=512)
-    with torch.no_grad():
-        correct = sum((model(x).argmax(1) == y).sum().item() for x, y in test)
-    return correct / len(ds.test)
 
 
 def main() -> None:
@@ -55,12 +38,17 @@ def main() -> None:
         loader = build_loaders(ds, cfg, device, False)[0].train
         loader.set_epoch(0)
         t0 = time.perf_counter()
-        a = train_and_evaluate(make(), iter(loader), ds, mean, std)
+        model = make()
+        # cnnlab's batches are contiguous NCHW here (channels_last off), as the DataLoader's
+        plain_steps(model, iter(loader), device, 1e-3)
+        a = plain_accuracy(model, ds, mean, std, device)
         torch.manual_seed(seed)  # the DataLoader's order and the per-sample augmentation
         plain = torch.utils.data.DataLoader(CropFlipDataset(ds.train.images, ds.train.labels,
                                                             mean, std),
                                             batch_size=128, shuffle=True, drop_last=True)
-        b = train_and_evaluate(make(), plain, ds, mean, std)
+        model = make()
+        plain_steps(model, plain, device, 1e-3)
+        b = plain_accuracy(model, ds, mean, std, device)
         loader.set_epoch(0)
         xc, xp = next(iter(loader))[0], next(iter(plain))[0]
         print(f"seed {seed}: cnnlab batches {100 * a:.2f} %, DataLoader batches {100 * b:.2f} % "
