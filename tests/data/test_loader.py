@@ -148,3 +148,36 @@ def test_constant_channel_is_centred_not_divided_by_zero():
     assert std[1] == 0.0
     x, _ = next(iter(DeviceLoader(data, 8, shuffle=False, mean=mean, std=std)))
     assert torch.isfinite(x).all() and torch.all(x[:, 1] == 0)
+
+
+def test_flip_crop_epoch_is_the_classic_recipe_over_every_image():
+    """Over a whole epoch (not one batch): every image comes once with its label, each as
+    one exact zero-padded 4-pixel crop, mirrored or not, and the offsets and flips are
+    uniform (chi-square, 8 degrees of freedom, below its 0.1 % point 26.1). The check behind
+    benchmarks/accuracy_gap.py's finding that the one-epoch gap is not the loader's."""
+    n, size, pad = 576, 32, 4
+    ds = image_set(n=n, h=size, w=size, classes=10)
+    aug = build_pipeline("flip-crop", num_classes=10, image_size=size)
+    loader = DeviceLoader(ds, 64, seed=3, augment=aug)
+    padded = F.pad(as_float(ds.images), (pad,) * 4)  # (N, C, 40, 40)
+    offsets = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    seen, flips = [], 0
+    dy_count, dx_count = torch.zeros(2 * pad + 1), torch.zeros(2 * pad + 1)
+    for (x, y), idx in zip(loader, loader.order(0).split(64)):
+        assert torch.equal(y, ds.labels[idx])
+        for image, i in zip(x, idx.tolist()):
+            views = torch.stack([v[:, dy:dy + size, dx:dx + size] for v in
+                                 (padded[i], padded[i].flip(-1)) for dy, dx in offsets])
+            match = (views == image).flatten(1).all(1).nonzero().flatten().tolist()
+            assert len(match) == 1, f"image {i} is not exactly one crop of its padding"
+            flip, k = divmod(match[0], len(offsets))  # views: unflipped first, then mirrored
+            dy, dx = offsets[k]
+            flips += flip
+            dy_count[dy] += 1
+            dx_count[dx] += 1
+            seen.append(i)
+    assert sorted(seen) == list(range(n))
+    assert abs(flips - n / 2) < 3.3 * (n / 4) ** 0.5  # binomial, 3.3 sd
+    expected = n / (2 * pad + 1)
+    for count in (dy_count, dx_count):
+        assert float(((count - expected) ** 2 / expected).sum()) < 26.1
