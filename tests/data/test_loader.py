@@ -153,8 +153,9 @@ def test_constant_channel_is_centred_not_divided_by_zero():
 def test_flip_crop_epoch_is_the_classic_recipe_over_every_image():
     """Over a whole epoch (not one batch): every image comes once with its label, each as
     one exact zero-padded 4-pixel crop, mirrored or not, and the offsets and flips are
-    uniform (chi-square, 8 degrees of freedom, below its 0.1 % point 26.1). The check behind
-    benchmarks/accuracy_gap.py's finding that the one-epoch gap is not the loader's."""
+    uniform (chi-square, 8 degrees of freedom, below its 0.1 % point 26.1): what a one-batch
+    check cannot see when a one-epoch accuracy gap (benchmarks/accuracy_gap.py) is blamed on
+    the loader."""
     n, size, pad = 576, 32, 4
     ds = image_set(n=n, h=size, w=size, classes=10)
     aug = build_pipeline("flip-crop", num_classes=10, image_size=size)
