@@ -16,7 +16,10 @@ batch 128, no augmentation, Adam 1e-3) this trains on a slice of CIFAR-10 and me
   forward FLOPs per image x 3 (forward + backward) x images/s / peak.
 
 It then projects the full protocol (3 repetitions x 3 epochs x 45,000 training images per
-cell, 5,000 validation images per epoch and 10,000 test images per run): cnnlab as the
+cell, 5,000 validation images per epoch and 10,000 test images per run: CIFAR-10's official
+split, ``--split official``; or, with ``--split data``, the split the sweep makes of the
+``--data`` archive, 36,000 / 4,000 / 10,000 for the CIFAR-10 JPEGs, which is what
+``cnnlab sweep seed-depth --data folder:ARCHIVE`` trains on): cnnlab as the
 makespan of its longest-processing-time schedule over ``--workers`` parallel workers (and,
 for comparison, of the grid order it used before), the plain loop cell after cell; and
 prints both times, their ratio and the protocol's average fraction of the GEMM peak.
@@ -24,6 +27,7 @@ prints both times, their ratio and the protocol's average fraction of the GEMM p
     python benchmarks/seed_depth.py                         # all 15 cells, 2,048 images each
     python benchmarks/seed_depth.py --cells 1x1,3x2,5x3 --limit 4096
     python benchmarks/seed_depth.py --set train.channels_last=false
+    python benchmarks/seed_depth.py --split data   # beside `cnnlab sweep seed-depth --data ...`
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import torch
 
 import cnnlab
 from cnnlab.config import apply_overrides
-from cnnlab.data.dataset import Dataset
+from cnnlab.data.dataset import Dataset, with_splits
 from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.experiments import load_spec
 from cnnlab.experiments.run import build_model
@@ -51,8 +55,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from machine import gemm_peak  # noqa: E402
 from throughput import SHARED, reference_epoch  # noqa: E402 - the plain loop, shared
 
-# the full protocol, per run (CIFAR-10's official 50,000 / 10,000 with a 10 % validation split)
-TRAIN_IMAGES, VAL_IMAGES, TEST_IMAGES = 45_000, 5_000, 10_000
+# the full protocol's images per run, (train, validation, test): CIFAR-10's official 50,000 /
+# 10,000 with the preset's 10 % validation split
+OFFICIAL_SPLIT = (45_000, 5_000, 10_000)
 
 
 def peak_at(dtype: torch.dtype, threads: int, clock=time.perf_counter) -> float:
@@ -110,17 +115,23 @@ def parse_cells(text: str) -> set[tuple[int, int]] | None:
                          f"got {text!r}") from None
 
 
-def load_data(path: str, limit: int, eval_limit: int) -> tuple[Dataset, str]:
+def load_data(path: str, limit: int, eval_limit: int,
+              fractions: tuple[float, float]) -> tuple[Dataset, str, tuple[int, int, int]]:
+    """The measurement slice, its description, and the (train, val, test) sizes the sweep's
+    ``fractions`` (val, test) make of the whole dataset."""
+    val_fraction, test_fraction = fractions
     if os.path.exists(path):
-        ds = cnnlab.load_dataset(f"folder:{path}", test_fraction=0.2, split_seed=0)
+        ds = cnnlab.load_dataset(f"folder:{path}", test_fraction=test_fraction, split_seed=0)
         source = "CIFAR-10 JPEGs"
     else:
         ds = toy_dataset(n=limit + eval_limit, size=32, channels=3, classes=10, test=eval_limit)
         source = "synthetic 32x32 images (../shared/data not found)"
+    whole = with_splits(ds, val_fraction, 0.0, seed=0)
+    sizes = (len(whole.train), len(whole.val) if whole.val is not None else 0, len(ds.test))
     train = ds.train.subset(torch.arange(min(limit, len(ds.train))))
     test = ds.test.subset(torch.arange(min(eval_limit, len(ds.test))))
     return Dataset("slice", train, test=test), (
-        f"{source}, first {len(train)} training images, {len(test)} for evaluation")
+        f"{source}, first {len(train)} training images, {len(test)} for evaluation"), sizes
 
 
 def main() -> None:
@@ -133,6 +144,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="cnnlab's parallel workers")
     p.add_argument("--ref-threads", type=int, default=2, help="threads of the plain loop")
     p.add_argument("--no-ref", action="store_true", help="skip the plain loop")
+    p.add_argument("--split", choices=("official", "data"), default="official",
+                   help="images of the projected protocol: CIFAR-10's official split "
+                        "(45,000 / 5,000 / 10,000) or the one the sweep makes of --data")
     p.add_argument("--set", action="append", default=[], dest="overrides",
                    help="extra cnnlab config overrides, e.g. train.channels_last=false")
     args = p.parse_args()
@@ -142,7 +156,10 @@ def main() -> None:
              if wanted is None or (c.params["model.blocks"], c.params["model.layers"]) in wanted]
     if not cells:
         raise SystemExit(f"--cells {args.cells!r} matches no seed-depth cell (1x1 .. 5x3)")
-    ds, source = load_data(args.data, args.limit, args.eval_limit)
+    d = spec.base_config().data
+    ds, source, data_split = load_data(args.data, args.limit, args.eval_limit,
+                                       (d.val_fraction, d.test_fraction))
+    split = OFFICIAL_SPLIT if args.split == "official" else data_split
     mean, std = ds.train.mean_std()
     # evaluation inputs, normalized as both loops do: (N, C, H, W) float
     m, s = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
@@ -215,38 +232,42 @@ def main() -> None:
         cpu_frac = 3 * r["flops"] * r["cpu_ips"] / cpu_peak
         print(f"{r['cell']:>5} {r['flops'] / 1e6:7.1f} | {r['ips']:7.0f} {r['eval']:7.0f} "
               f"{100 * frac:5.1f}% | {r['cpu_ips']:7.0f} {100 * cpu_frac:5.1f}%{ref}")
-    project(rows, spec.reps, spec.base_config().train.epochs, args, peaks, peak_dtype, cpu_peak)
+    project(rows, spec.reps, spec.base_config().train.epochs, split, args, peaks, peak_dtype,
+            cpu_peak)
 
 
-def run_seconds(ips: float, eval_ips_: float, epochs: int) -> float:
+def run_seconds(ips: float, eval_ips_: float, epochs: int, split: tuple[int, int, int]) -> float:
     """One run of the full protocol: training plus validation each epoch plus the test."""
-    return epochs * TRAIN_IMAGES / ips + (epochs * VAL_IMAGES + TEST_IMAGES) / eval_ips_
+    n_train, n_val, n_test = split
+    return epochs * n_train / ips + (epochs * n_val + n_test) / eval_ips_
 
 
-def project(rows: list[dict], reps: int, epochs: int, args, peaks: dict,
-            peak_dtype: torch.dtype, cpu_peak: float) -> None:
-    flops = sum(reps * r["flops"] * (epochs * (3 * TRAIN_IMAGES + VAL_IMAGES) + TEST_IMAGES)
-                for r in rows)
-    runs = [run_seconds(r["ips"], r["eval"], epochs) for r in rows for _ in range(reps)]
+def project(rows: list[dict], reps: int, epochs: int, split: tuple[int, int, int], args,
+            peaks: dict, peak_dtype: torch.dtype, cpu_peak: float) -> None:
+    n_train, n_val, n_test = split
+    flops = sum(reps * r["flops"] * (epochs * (3 * n_train + n_val) + n_test) for r in rows)
+    runs = [run_seconds(r["ips"], r["eval"], epochs, split) for r in rows for _ in range(reps)]
     lpt = makespan(sorted(runs, reverse=True), args.workers)
     grid = makespan(runs, args.workers)
     cores = args.workers * args.threads
     frac = flops / lpt / (peaks[(peak_dtype, args.threads)] * args.workers)
     print(f"\nprojected protocol ({len(rows)} cell(s) x {reps} reps x {epochs} epochs x "
-          f"{TRAIN_IMAGES:,} images + evaluation; {flops / 1e15:.2f} PFLOP):")
+          f"{n_train:,} images + {n_val:,} validation each epoch + {n_test:,} test; "
+          f"{flops / 1e15:.2f} PFLOP):")
     print(f"  cnnlab, {args.workers} workers x {args.threads} thread(s), LPT order : "
           f"{lpt:7.0f} s  ({100 * frac:.0f} % of the GEMM peak of {cores} core(s); "
           f"grid order {grid:.0f} s, busy-time lower bound {sum(runs) / args.workers:.0f} s)")
     if args.threads == 1:  # each worker on a core of its own: the CPU-time figures
-        runs = [run_seconds(r["cpu_ips"], r["eval"], epochs) for r in rows for _ in range(reps)]
+        runs = [run_seconds(r["cpu_ips"], r["eval"], epochs, split) for r in rows
+                for _ in range(reps)]
         idle = makespan(sorted(runs, reverse=True), args.workers)
         print(f"  cnnlab as above, on otherwise idle cores    : {idle:7.0f} s  "
               f"({100 * flops / idle / (cpu_peak * args.workers):.0f} % of the CPU-time GEMM "
               f"peak; training at images per CPU-second, evaluation as measured)")
     if args.no_ref:
         return
-    plain = sum(run_seconds(r["ref_ips"], r["ref_eval"], epochs) for r in rows for _ in
-                range(reps))
+    plain = sum(run_seconds(r["ref_ips"], r["ref_eval"], epochs, split) for r in rows
+                for _ in range(reps))
     p_frac = flops / plain / peaks[(torch.float32, args.ref_threads)]
     print(f"  plain loop, cell after cell, {args.ref_threads} thread(s)  : {plain:7.0f} s  "
           f"({100 * p_frac:.0f} % of the fp32 GEMM peak of {args.ref_threads} thread(s))")
