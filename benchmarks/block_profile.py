@@ -1,0 +1,85 @@
+"""Where a seed-depth cell's training step spends its time: each VGG block's forward +
+backward and the fused Adam step, in channels_last and in NCHW, on one thread (the sweep's
+packing), bf16 autocast where the CPU computes it natively.
+
+A block's GFLOP/s counts every 3x3 tap, also those that fall on the zero padding, so small
+maps (4x4, 2x2) can show more than the GEMM peak when the kernel skips the padding.
+
+    python benchmarks/block_profile.py               # the 5x3 cell, batch 128
+    python benchmarks/block_profile.py --blocks 4 --layers 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn as nn
+
+from cnnlab.models.vgg import vgg
+from cnnlab.train.hardware import resolve_precision
+
+
+def seconds(fn, repeats: int) -> float:
+    """Mean wall time of ``fn()`` after two warm-up calls."""
+    fn()
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def block_flops(block: nn.Module, side: int, batch: int) -> int:
+    """Training FLOPs of ``block`` on (batch, C, side, side) inputs: 3 forward passes of its
+    convolutions (forward, input gradient, weight gradient), every tap counted."""
+    return sum(3 * 2 * side * side * m.weight.numel() * batch
+               for m in block.modules() if isinstance(m, nn.Conv2d))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=6)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    amp = resolve_precision("auto", torch.device("cpu"))
+    model = vgg(blocks=args.blocks, layers=args.layers, width=32)
+    shapes, x = [], torch.randn(args.batch, 3, 32, 32)
+    with torch.no_grad():
+        for block in model.features:  # each block's input shape, (B, C, H, W)
+            shapes.append(x.shape)
+            x = block(x)
+    print(f"vgg {args.blocks}x{args.layers}, batch {args.batch}, {args.threads} thread(s), "
+          f"{'bf16 autocast' if amp else 'fp32'}, torch {torch.__version__}")
+    for fmt, name in ((torch.channels_last, "channels_last"), (torch.contiguous_format, "NCHW")):
+        model = model.to(memory_format=fmt)
+        total = 0.0
+        for i, (block, shape) in enumerate(zip(model.features, shapes)):
+            inp = torch.randn(shape).to(memory_format=fmt).requires_grad_(i > 0)
+
+            def step(block=block, inp=inp):
+                with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+                    out = block(inp)
+                out.float().sum().backward()
+
+            t = seconds(step, args.repeats)
+            total += t
+            print(f"  {name:13s} block {i + 1} on {shape[-1]}x{shape[-1]} maps, {shape[1]:3d} "
+                  f"channels in: {1e3 * t:6.1f} ms, "
+                  f"{block_flops(block, shape[-1], args.batch) / t / 1e9:6.1f} GFLOP/s")
+        params = list(model.parameters())
+        for param in params:
+            param.grad = torch.randn_like(param)  # in the parameter's own memory format
+        opt = torch.optim.Adam(params, lr=1e-3, fused=True)
+        t = seconds(opt.step, args.repeats)
+        print(f"  {name:13s} blocks {1e3 * total:.1f} ms; fused Adam step {1e3 * t:.1f} ms "
+              f"({sum(q.numel() for q in params) / 1e6:.2f} M parameters)")
+
+
+if __name__ == "__main__":
+    main()
