@@ -1,6 +1,7 @@
 """Where a seed-depth cell's training step spends its time: each VGG block's forward +
-backward and the fused Adam step, in channels_last and in NCHW, on one thread (the sweep's
-packing), bf16 autocast where the CPU computes it natively.
+backward and the fused Adam step, on one thread (the sweep's packing), bf16 autocast where
+the CPU computes it natively, in three layouts: everything channels_last (cnnlab's default),
+channels_last activations with NCHW weights, and everything NCHW.
 
 A block's GFLOP/s counts every 3x3 tap, also those that fall on the zero padding, so small
 maps (4x4, 2x2) can show more than the GEMM peak when the kernel skips the padding.
@@ -56,8 +57,10 @@ def main() -> None:
             x = block(x)
     print(f"vgg {args.blocks}x{args.layers}, batch {args.batch}, {args.threads} thread(s), "
           f"{'bf16 autocast' if amp else 'fp32'}, torch {torch.__version__}")
-    for fmt, name in ((torch.channels_last, "channels_last"), (torch.contiguous_format, "NCHW")):
-        model = model.to(memory_format=fmt)
+    cl, nchw = torch.channels_last, torch.contiguous_format
+    layouts = (("channels_last", cl, cl), ("cl, NCHW wts", cl, nchw), ("NCHW", nchw, nchw))
+    for name, fmt, weight_fmt in layouts:  # (label, activations, weights)
+        model = model.to(memory_format=weight_fmt)
         total = 0.0
         for i, (block, shape) in enumerate(zip(model.features, shapes)):
             inp = torch.randn(shape).to(memory_format=fmt).requires_grad_(i > 0)
