@@ -26,8 +26,8 @@ beyond 2 standard errors with the gap's sign explain it.
     python benchmarks/accuracy_gap.py --seeds 3 --limit 10240 --test-limit 2000  # shorter
     python benchmarks/accuracy_gap.py --seeds 20 --variants "cnnlab bf16,plain fp32"  # the gap
 
-With only the gap's two variants (cnnlab's default and the plain loop in fp32) a seed costs
-about a third of the four runs, so more seeds fit; the main effects then are not printed.
+With only the gap's two variants (cnnlab's default and the plain loop in fp32) a seed trains
+twice instead of four times, so more seeds fit; the main effects then are not printed.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ backward and the fused Adam step, on one thread (the sweep's packing), bf16 auto
 the CPU computes it natively, in three layouts: everything channels_last (cnnlab's default),
 channels_last activations with NCHW weights, and everything NCHW.
 
-A block's GFLOP/s counts every 3x3 tap, also those that fall on the zero padding, so small
-maps (4x4, 2x2) can show more than the GEMM peak when the kernel skips the padding.
+A block's GFLOP/s (``count_flops`` x 3 for forward + backward) counts every 3x3 tap, also
+those that fall on the zero padding, so small maps (4x4, 2x2) can show more than the GEMM
+peak when the kernel skips the padding.
 
     python benchmarks/block_profile.py               # the 5x3 cell, batch 128
     python benchmarks/block_profile.py --blocks 4 --layers 3
@@ -16,8 +17,8 @@ import argparse
 import time
 
 import torch
-import torch.nn as nn
 
+from cnnlab.models.registry import count_flops
 from cnnlab.models.vgg import vgg
 from cnnlab.train.hardware import resolve_precision
 
@@ -30,13 +31,6 @@ def seconds(fn, repeats: int) -> float:
     for _ in range(repeats):
         fn()
     return (time.perf_counter() - t0) / repeats
-
-
-def block_flops(block: nn.Module, side: int, batch: int) -> int:
-    """Training FLOPs of ``block`` on (batch, C, side, side) inputs: 3 forward passes of its
-    convolutions (forward, input gradient, weight gradient), every tap counted."""
-    return sum(3 * 2 * side * side * m.weight.numel() * batch
-               for m in block.modules() if isinstance(m, nn.Conv2d))
 
 
 def main() -> None:
@@ -72,9 +66,9 @@ def main() -> None:
 
             t = seconds(step, args.repeats)
             total += t
+            flops = 3 * args.batch * count_flops(block, shape[-1], shape[1])  # fwd + bwd
             print(f"  {name:13s} block {i + 1} on {shape[-1]}x{shape[-1]} maps, {shape[1]:3d} "
-                  f"channels in: {1e3 * t:6.1f} ms, "
-                  f"{block_flops(block, shape[-1], args.batch) / t / 1e9:6.1f} GFLOP/s")
+                  f"channels in: {1e3 * t:6.1f} ms, {flops / t / 1e9:6.1f} GFLOP/s")
         params = list(model.parameters())
         for param in params:
             param.grad = torch.randn_like(param)  # in the parameter's own memory format

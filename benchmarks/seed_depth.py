@@ -45,6 +45,7 @@ from cnnlab.config import apply_overrides
 from cnnlab.data.dataset import Dataset, with_splits
 from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.experiments import load_spec
+from cnnlab.experiments.executor import protocol_cost
 from cnnlab.experiments.run import build_model
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
@@ -245,7 +246,7 @@ def run_seconds(ips: float, eval_ips_: float, epochs: int, split: tuple[int, int
 def project(rows: list[dict], reps: int, epochs: int, split: tuple[int, int, int], args,
             peaks: dict, peak_dtype: torch.dtype, cpu_peak: float) -> None:
     n_train, n_val, n_test = split
-    flops = sum(reps * r["flops"] * (epochs * (3 * n_train + n_val) + n_test) for r in rows)
+    flops = sum(reps * protocol_cost(r["flops"], epochs, split) for r in rows)  # the sweep's
     runs = [run_seconds(r["ips"], r["eval"], epochs, split) for r in rows for _ in range(reps)]
     lpt = makespan(sorted(runs, reverse=True), args.workers)
     grid = makespan(runs, args.workers)

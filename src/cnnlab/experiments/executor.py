@@ -236,10 +236,15 @@ def run_cost(flops_per_image: int, cfg: RunConfig, ds) -> float:
     epoch; evaluation: one forward pass over the validation split every epoch and over the
     test split once.  Early stopping is not foreseen: this is the cost of the full run.
     """
-    n_train = len(ds.train)
     n_val = len(ds.val) if ds.val is not None else 0
     n_test = len(ds.test) if ds.test is not None else 0
-    return float(flops_per_image) * (cfg.train.epochs * (3 * n_train + n_val) + n_test)
+    return protocol_cost(flops_per_image, cfg.train.epochs, (len(ds.train), n_val, n_test))
+
+
+def protocol_cost(flops_per_image: float, epochs: int, split: tuple[int, int, int]) -> float:
+    """:func:`run_cost` from the split's sizes (train, validation, test) alone."""
+    n_train, n_val, n_test = split
+    return float(flops_per_image) * (epochs * (3 * n_train + n_val) + n_test)
 
 
 def order_by_cost(tasks: list[Task]) -> list[Task]:
