@@ -1,7 +1,9 @@
 """Where a seed-depth cell's training step spends its time: each VGG block's forward +
 backward and the fused Adam step, on one thread (the sweep's packing), bf16 autocast where
-the CPU computes it natively, in three layouts: everything channels_last (cnnlab's default),
-channels_last activations with NCHW weights, and everything NCHW.
+the CPU computes it natively, in four variants: everything channels_last (cnnlab's default),
+the same with ``nn.Conv2d`` in place of cnnlab's ``Conv2d`` (whose dense-matrix path runs
+the convolutions of maps smaller than the kernel, ``cnnlab.layers.conv``), channels_last
+activations with NCHW weights, and everything NCHW.
 
 A block's GFLOP/s (``count_flops`` x 3 for forward + backward) counts every 3x3 tap, also
 those that fall on the zero padding, so small maps (4x4, 2x2) can show more than the GEMM
@@ -18,6 +20,7 @@ import time
 
 import torch
 
+from cnnlab.layers import stock_convs
 from cnnlab.models.registry import count_flops
 from cnnlab.models.vgg import vgg
 from cnnlab.train.hardware import resolve_precision
@@ -52,9 +55,11 @@ def main() -> None:
     print(f"vgg {args.blocks}x{args.layers}, batch {args.batch}, {args.threads} thread(s), "
           f"{'bf16 autocast' if amp else 'fp32'}, torch {torch.__version__}")
     cl, nchw = torch.channels_last, torch.contiguous_format
-    layouts = (("channels_last", cl, cl), ("cl, NCHW wts", cl, nchw), ("NCHW", nchw, nchw))
-    for name, fmt, weight_fmt in layouts:  # (label, activations, weights)
-        model = model.to(memory_format=weight_fmt)
+    variants = (("channels_last", cl, cl, False), ("cl, nn.Conv2d", cl, cl, True),
+                ("cl, NCHW wts", cl, nchw, False), ("NCHW", nchw, nchw, False))
+    for name, fmt, weight_fmt, stock in variants:  # (label, activations, weights, nn.Conv2d)
+        model = vgg(blocks=args.blocks, layers=args.layers, width=32)
+        model = (stock_convs(model) if stock else model).to(memory_format=weight_fmt)
         total = 0.0
         for i, (block, shape) in enumerate(zip(model.features, shapes)):
             inp = torch.randn(shape).to(memory_format=fmt).requires_grad_(i > 0)

@@ -9,7 +9,8 @@ batch 128, no augmentation, Adam 1e-3) this trains on a slice of CIFAR-10 and me
   so the first steps' warm-up is left out; beside it ("/cpu-s") the images per second of
   this process's CPU time, which is what a single-threaded run does on a core of its own:
   far above the wall-clock figure, the machine was busy with other work;
-- the plain loop's images/s (``throughput.py``'s reference: fp32, NCHW, a DataLoader; with
+- the plain loop's images/s (``throughput.py``'s reference: fp32, NCHW, a DataLoader,
+  ``nn.Conv2d`` without cnnlab's small-map path (``cnnlab.layers.conv``); with
   ``--ref-threads`` 2 by default, the way one would run the cells one after another);
 - evaluation images/s of both (a bare forward pass at the evaluation batch size);
 - each one's fraction of the GEMM peak (bf16 and fp32 measured here per thread count used):
@@ -47,6 +48,7 @@ from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.experiments import load_spec
 from cnnlab.experiments.executor import protocol_cost
 from cnnlab.experiments.run import build_model
+from cnnlab.layers import stock_convs
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
 from cnnlab.train.checkpoint import seed_everything
@@ -202,7 +204,7 @@ def main() -> None:
         if not args.no_ref:
             torch.set_num_threads(args.ref_threads)
             seed_everything(cfg.train.seed)
-            plain = build_model(cfg, ds)
+            plain = stock_convs(build_model(cfg, ds))  # plain PyTorch: nn.Conv2d
             warm = Dataset("warm", ds.train.subset(torch.arange(256)), test=ds.test)
             reference_epoch(plain, warm, mean, std, device, 128, 1e-3, augment=False)
             rate, _ = reference_epoch(plain, ds, mean, std, device, 128, 1e-3, augment=False)

@@ -8,6 +8,7 @@ import cnnlab.layers as layers
 from cnnlab.errors import ModelError
 from cnnlab.layers import (
     BatchChannelNorm,
+    Conv2d,
     GroupNorm,
     InstanceNorm,
     LayerNorm2d,
@@ -45,7 +46,8 @@ def test_special_names():
         get_norm_layer("bnc")
     with pytest.raises(ModelError, match="dividing"):
         get_norm_layer("gn5")(16)
-    assert get_conv_layer("ws") is WSConv2d and get_conv_layer("conv") is nn.Conv2d
+    assert get_conv_layer("ws") is WSConv2d and get_conv_layer("conv") is Conv2d
+    assert issubclass(Conv2d, nn.Conv2d)
     assert get_act_layer("relu") is nn.ReLU
     with pytest.raises(ModelError, match="unknown conv"):
         get_conv_layer("deformable")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.layers.conv import Conv2d
 from cnnlab.layers.drop import DropPath
 from cnnlab.layers.residual import projection_shortcut
 
@@ -86,8 +87,8 @@ class ConvNormAct(nn.Sequential):
         if bias is None:
             bias = norm_layer is None
         layers: OrderedDict[str, nn.Module] = OrderedDict()
-        layers["conv"] = nn.Conv2d(c_in, c_out, kernel_size, stride, padding, dilation=dilation,
-                                   groups=groups, bias=bias)
+        layers["conv"] = Conv2d(c_in, c_out, kernel_size, stride, padding, dilation=dilation,
+                                groups=groups, bias=bias)
         if norm_layer is not None:
             layers["norm"] = norm_layer(c_out)
         if act_layer is not None:
@@ -269,11 +270,11 @@ class PreActBasicBlock(nn.Module):
         bias = norm_layer is None
         self.norm1 = make_norm(norm_layer, c_in)
         self.act1 = make_act(act_layer)
-        self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=bias)
+        self.conv1 = Conv2d(c_in, width, 3, stride, 1, bias=bias)
         self.norm2 = make_norm(norm_layer, width)
         self.act2 = make_act(act_layer)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=bias)
+        self.conv2 = Conv2d(width, width, 3, 1, 1, bias=bias)
         self.shortcut = shortcut
         self.drop_path = _drop_path(drop_path)
 

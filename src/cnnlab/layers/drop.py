@@ -27,6 +27,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cnnlab.errors import ModelError
+from cnnlab.layers.conv import Conv2d
 
 MODES = ("inverted", "standard")
 
@@ -281,8 +282,8 @@ class DropConnectLinear(nn.Linear):
         return f"{super().extra_repr()}, p={self.p}, mode={self.mode}"
 
 
-class DropConnectConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose kernel is DropConnect-masked in training (element-wise on the
+class DropConnectConv2d(Conv2d):
+    """``Conv2d`` whose kernel is DropConnect-masked in training (element-wise on the
     (out, in / groups, kh, kw) weight; the bias is not masked). Takes nn.Conv2d's arguments
     plus keyword-only ``p``, ``mode`` and ``generator``."""
 

@@ -14,7 +14,8 @@ Norm names (see :mod:`cnnlab.layers.norm` for the axes each one normalizes over)
     bcn                  BatchChannelNorm (batch norm, then group norm)
     none                 no normalization (None)
 
-Conv names: "conv" (nn.Conv2d), "ws" / "wsconv" (WSConv2d, weight-standardized).
+Conv names: "conv" (Conv2d: nn.Conv2d with a fast path for maps smaller than the kernel),
+"ws" / "wsconv" (WSConv2d, weight-standardized).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from torch import nn
 
 from cnnlab.errors import ModelError, did_you_mean
+from cnnlab.layers.conv import Conv2d
 from cnnlab.layers.norm import (
     BatchChannelNorm,
     GroupNorm,
@@ -50,7 +52,7 @@ _NORMS: dict[str, Callable[[int], nn.Module] | None] = {
     "none": None,
 }
 _CONVS: dict[str, type[nn.Module]] = {
-    "conv": nn.Conv2d,
+    "conv": Conv2d,
     "ws": WSConv2d,
     "wsconv": WSConv2d,
 }
@@ -103,7 +105,7 @@ def get_act_layer(name) -> type[nn.Module]:
 
 
 def get_conv_layer(name) -> type[nn.Module]:
-    """"conv" -> nn.Conv2d, "ws" -> WSConv2d; a type passes through unchanged."""
+    """"conv" -> Conv2d, "ws" -> WSConv2d; a type passes through unchanged."""
     return _lookup(_CONVS, "conv", name)
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ModelError
+from cnnlab.layers.conv import Conv2d
 
 
 def default_groups(num_channels: int, max_groups: int = 32, min_group_size: int = 2) -> int:
@@ -231,7 +232,7 @@ def standardize_weight(w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (w - mean) * torch.rsqrt(var + eps)
 
 
-class WSConv2d(nn.Conv2d):
+class WSConv2d(Conv2d):
     """Weight-standardized convolution (Qiao et al. 2019, "Micro-Batch Training with
     Batch-Channel Normalization and Weight Standardization").
 
