@@ -5,15 +5,16 @@ on a 1x1 map only the centre tap. oneDNN still runs it as a convolution over the
 map, and on small maps that is slow: a VGG cell's fifth block (2x2 maps, 256 -> 512 -> 512
 channels, batch 128) took 57 % of a 5x3 training step on an Intel Xeon with AMX, at 56
 GFLOP/s against a bf16 GEMM peak of 869 per core. Written out as one matrix from the
-(H*W*C_in) input pixels to the (H_o*W_o*C_out) output pixels, the same convolution is a
+H*W*C_in input values to the C_out*H_o*W_o outputs, the same convolution is a
 single GEMM that does only the FLOPs that touch real pixels (4/9 of the nominal count on a
-2x2 map, 1/9 on a 1x1 map): 4.5-6x faster for forward + backward there.
+2x2 map, 1/9 on a 1x1 map): 3.5-6x faster for forward + backward there in three
+measurements of the 256 -> 512 and 512 -> 512 layers.
 
 :class:`Conv2d` is ``nn.Conv2d`` (same arguments, parameters and state dict) that takes
 that path on the CPU when the map has fewer pixels than the kernel has taps, the only case
 where the dense matrix is smaller than the convolution's work (on a 4x4 map it is 16/9
-larger, and measured 3.5x slower). Elsewhere, and on GPUs, where it has not been measured,
-it is ``nn.Conv2d``. :func:`stock_convs` turns a model's ``Conv2d`` back into
+larger, and measured 3.5-3.7x slower). Elsewhere, and on GPUs, where it has not been
+measured, it is ``nn.Conv2d``. :func:`stock_convs` turns a model's ``Conv2d`` back into
 ``nn.Conv2d``, for a baseline that is plain PyTorch.
 """
 
