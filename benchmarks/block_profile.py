@@ -7,7 +7,8 @@ activations with NCHW weights, and everything NCHW.
 
 A block's GFLOP/s (``count_flops`` x 3 for forward + backward) counts every 3x3 tap, also
 those that fall on the zero padding, so small maps (4x4, 2x2) can show more than the GEMM
-peak when the kernel skips the padding.
+peak when the kernel skips the padding (as cnnlab's small-map path does: every variant is
+credited with ``nn.Conv2d``'s count, so the figures compare the same work).
 
     python benchmarks/block_profile.py               # the 5x3 cell, batch 128
     python benchmarks/block_profile.py --blocks 4 --layers 3
@@ -46,12 +47,15 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     amp = resolve_precision("auto", torch.device("cpu"))
-    model = vgg(blocks=args.blocks, layers=args.layers, width=32)
+    stock = stock_convs(vgg(blocks=args.blocks, layers=args.layers, width=32))
     shapes, x = [], torch.randn(args.batch, 3, 32, 32)
     with torch.no_grad():
-        for block in model.features:  # each block's input shape, (B, C, H, W)
+        for block in stock.features:  # each block's input shape, (B, C, H, W)
             shapes.append(x.shape)
             x = block(x)
+    # fwd + bwd FLOPs of each block, the same work for every variant: nn.Conv2d's, all taps
+    flops = [3 * args.batch * count_flops(block, shape[-1], shape[1])
+             for block, shape in zip(stock.features, shapes)]
     print(f"vgg {args.blocks}x{args.layers}, batch {args.batch}, {args.threads} thread(s), "
           f"{'bf16 autocast' if amp else 'fp32'}, torch {torch.__version__}")
     cl, nchw = torch.channels_last, torch.contiguous_format
@@ -71,9 +75,8 @@ def main() -> None:
 
             t = seconds(step, args.repeats)
             total += t
-            flops = 3 * args.batch * count_flops(block, shape[-1], shape[1])  # fwd + bwd
             print(f"  {name:13s} block {i + 1} on {shape[-1]}x{shape[-1]} maps, {shape[1]:3d} "
-                  f"channels in: {1e3 * t:6.1f} ms, {flops / t / 1e9:6.1f} GFLOP/s")
+                  f"channels in: {1e3 * t:6.1f} ms, {flops[i] / t / 1e9:6.1f} GFLOP/s")
         params = list(model.parameters())
         for param in params:
             param.grad = torch.randn_like(param)  # in the parameter's own memory format
