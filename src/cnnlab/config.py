@@ -115,6 +115,8 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     precision: str = "auto"  # autocast precision (auto: bf16 where supported)
     channels_last: str = "auto"  # channels-last memory format (auto: where faster)
+    # keep freed host memory in the process instead of unmapping it (auto: on CPU; glibc)
+    keep_freed_memory: str = "auto"
     compile: bool = False  # torch.compile the model
     threads: int = 0  # CPU threads (0 = torch default)
     tta: str = "none"  # test-time augmentation of the evaluation passes
@@ -403,6 +405,7 @@ CHOICES = {
     "data.label_noise_to": ("other", "any"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.channels_last": ("auto", "true", "false"),
+    "train.keep_freed_memory": ("auto", "true", "false"),
     "train.tta": ("none", "flip", "flip-translate"),
     "train.average": ("none", "ema", "lookahead"),
     "train.monitor": ("val_acc", "val_loss", "train_loss", "train_acc"),

@@ -1,6 +1,8 @@
 """The speed-record options, each on its own: weight averaging, alternating flips, the
 per-1,024 parametrization, norm-bias lr scale, frozen norm scales, Muon, the warm-up start."""
 
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -207,3 +209,48 @@ def test_flip_translate_tta_weights_views_as_the_record():
     shifted = (mirror(pad[..., :8, :8]) + mirror(pad[..., 2:, 2:])) / 2
     assert torch.allclose(out, mirror(x) / 2 + shifted / 2, atol=1e-6)
     assert torch.allclose(plain, m(x))
+
+
+_RSS_AFTER_FREE = """
+import sys
+import torch
+from cnnlab.train.hardware import keep_freed_memory
+applied = keep_freed_memory() if sys.argv[1] == "keep" else False
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+x = torch.ones(64 << 18)  # 64 MiB of fp32, above glibc's largest mmap threshold
+before = rss_mib()
+del x
+print(applied, before - rss_mib())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc")
+def test_keep_freed_memory_keeps_a_large_freed_block_resident():
+    def released_mib(mode):
+        out = subprocess.run([sys.executable, "-c", _RSS_AFTER_FREE, mode], check=True,
+                             capture_output=True, text=True).stdout.split()
+        return out[0] == "True", float(out[1])
+
+    applied, released = released_mib("keep")
+    _, released_by_default = released_mib("default")
+    assert released_by_default > 60  # glibc unmapped the block on free
+    assert applied and released < 4  # kept in the heap for the next batch
+
+
+def test_keep_freed_memory_setting_is_recorded_and_changes_no_result(toy, tiny_cfg):
+    runs = {}
+    for setting in ("false", "true"):
+        torch.manual_seed(0)
+        m = cnnlab.create_model("vgg", num_classes=4, blocks=2, layers=1, width=8,
+                                   input_size=16)
+        runs[setting] = fit(m, toy, tiny_cfg.set(**{"train.keep_freed_memory": setting,
+                                                    "train.epochs": 1}), progress=False)
+    assert runs["false"].summary["keep_freed_memory"] is False
+    assert runs["true"].summary["keep_freed_memory"] is (sys.platform.startswith("linux"))
+    assert runs["true"].summary["final_train_loss"] == runs["false"].summary["final_train_loss"]
+    assert all(torch.equal(a, b) for a, b in zip(runs["true"].model.state_dict().values(),
+                                                 runs["false"].model.state_dict().values()))
+    with pytest.raises(ConfigError, match="keep_freed_memory"):
+        tiny_cfg.set(**{"train.keep_freed_memory": "yes"})

@@ -59,9 +59,11 @@ from cnnlab.train.callbacks import (
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.finetune import freeze_backbone
 from cnnlab.train.hardware import (
+    keep_freed_memory,
     resolve_channels_last,
     resolve_device,
     resolve_finite_check_every,
+    resolve_keep_freed_memory,
     resolve_precision,
 )
 from cnnlab.train.losses import classification_loss, hard_labels
@@ -137,6 +139,9 @@ class Trainer:
         self.device = distributed.rank_device(resolve_device(config.train.device), self.world)
         self.amp_dtype = resolve_precision(config.train.precision, self.device)
         self.channels_last = resolve_channels_last(config.train.channels_last, self.device)
+        self.kept_freed_memory = (
+            resolve_keep_freed_memory(config.train.keep_freed_memory, self.device)
+            and keep_freed_memory())
         if self.world.grouped and config.train.whiten_bias_epochs \
                 and hasattr(model, "whitening_biases"):
             raise TrainingError("train.whiten_bias_epochs freezes parameters during the run, "
@@ -538,6 +543,7 @@ class Trainer:
             "device": str(self.device),
             "precision": str(self.amp_dtype or "fp32").replace("torch.", ""),
             "channels_last": self.channels_last,
+            "keep_freed_memory": self.kept_freed_memory,
             **self.parallel_info(),
         }
 
