@@ -1,23 +1,24 @@
 """cnnlab speedrun over seeds, beside the airbench94 CPU reference on the same data.
 
-    python benchmarks/speedrun.py [--data SPEC] [--recipe fast] [--seeds 3] [--limit N]
-                                  [--epochs E] [--ref-epochs 9.9] [--no-reference]
+    python benchmarks/speedrun.py [--data SPEC] [--recipe fast] [--seeds 3] [--first-seed 0]
+                                  [--limit N] [--epochs E] [--ref-epochs 9.9] [--no-reference]
                                   [--concurrent] [--set KEY=VALUE ...]
 
-Loads the dataset once (CIFAR-10 training archive by default, with cnnlab's seeded
-40,000 / 10,000 train / held-out split: test_fraction 0.2, split_seed 0), runs
-``cnnlab.experiments.speedrun.speedrun`` for seeds 0..N-1 and prints each run's held-out
-accuracy with and without TTA and its wall time (set-up and evaluation included), then
-mean +- std. When ``../shared/bench/airbench94_cpu.py`` exists (relative to the repository;
-skipped cleanly when it does not), the same train / held-out images are written as .npz
-files (x uint8 N x 32 x 32 x 3, y int64), the split the speed runs see is checked to be the
-identical one, and the reference runs for the same seeds in the same sitting (a subprocess
-per seed, interleaved with cnnlab's runs; with ``--concurrent`` both at once, one thread
-each, so that the load of a shared machine hits both alike); its final JSON line is
-parsed. The reference's training images are written in a seeded random order (the split is
-stored sorted by class and the reference fits its whitening to its first 5,000 images).
-Last lines: the ratio of mean wall times and a computed verdict against the target (at
-least the reference's mean TTA accuracy in at most 0.7x its mean wall time).
+Loads the dataset once (CIFAR-10 training archive by default, with cnnlab's seeded 40,000 /
+10,000 train / held-out split: test_fraction 0.2, split_seed 0), runs
+``cnnlab.experiments.speedrun.speedrun`` for seeds 0..N-1 (F..F+N-1 with ``--first-seed``)
+and prints each run's held-out accuracy with and without TTA and its wall time (set-up and
+evaluation included), then mean +- std. When ``../shared/bench/airbench94_cpu.py`` exists
+(relative to the repository; skipped cleanly when it does not), the same train / held-out
+images are written as .npz files (x uint8 N x 32 x 32 x 3, y int64), the split the speed
+runs see is checked to be the identical one, and the reference runs for the same seeds in
+the same sitting (a subprocess per seed, interleaved with cnnlab's runs; with
+``--concurrent`` both at once, one thread each, so that the load of a shared machine hits
+both alike); its final JSON line is parsed. The reference's training images are written in a
+seeded random order (the split is stored sorted by class and the reference fits its
+whitening to its first 5,000 images). Last lines: the ratio of mean wall times and a
+computed verdict against the target (at least the reference's mean TTA accuracy in at most
+0.7x its mean wall time).
 """
 
 from __future__ import annotations
@@ -101,6 +102,8 @@ def main() -> int:
                    help="cnnlab speedrun recipe, or several comma-separated (the first is "
                         "the one the verdict is about)")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (3)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="start there: seeds F..F+N-1, to add seeds to an earlier sitting")
     p.add_argument("--limit", type=int, default=0,
                    help="train on a seeded, class-stratified subset of N images (0 = all)")
     p.add_argument("--epochs", type=int, help="cnnlab epochs (default: the recipe's)")
@@ -148,7 +151,7 @@ def main() -> int:
 
     rows = {**{r: [] for r in recipes}, "reference": []}
     threads = ["train.threads=1"] if args.concurrent else []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         proc = None
         if with_ref:
             proc = start_reference(train_npz, test_npz, seed, args.ref_epochs,

@@ -25,6 +25,10 @@ step is measured PAIRED: during cnnlab's epoch one window of the fastest bare st
 between two of cnnlab's windows (outside them), and the median ratio of adjacent windows
 is robust to the load of a shared machine.
 
+cnnlab's allocator setting (``train.keep_freed_memory``: glibc keeps freed blocks resident
+instead of unmapping them) is process-wide, so it is applied before anything is timed,
+when cnnlab's configuration turns it on: every variant then runs under the same allocator.
+
     python benchmarks/throughput.py                  # everything (compile takes minutes)
     python benchmarks/throughput.py --quick          # short run: fewer images, no compile
     python benchmarks/throughput.py --limit 10000 --compile off
@@ -47,7 +51,12 @@ from cnnlab.config import apply_overrides
 from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
-from cnnlab.train.hardware import cpu_flags, resolve_device
+from cnnlab.train.hardware import (
+    cpu_flags,
+    keep_freed_memory,
+    resolve_device,
+    resolve_keep_freed_memory,
+)
 
 sys.path.insert(0, os.path.dirname(__file__))
 from machine import cpu_name, gemm_peak  # noqa: E402 - shared by the benchmarks
@@ -330,6 +339,10 @@ def main() -> None:
             p.error("--clock cpu needs --threads 1 (other threads' work is not on the clock)")
         now = time.thread_time
     device = resolve_device(args.device)
+    cfg = cnnlab_config(device, args.batch_size, args.overrides)
+    # process-wide: on before anything is timed, so every variant shares the allocator
+    kept = (resolve_keep_freed_memory(cfg.train.keep_freed_memory, device)
+            and keep_freed_memory())
     ds, source = load_data(args.data, limit)
     mean, std = ds.train.mean_std()
     make_model = model_factory(device)
@@ -345,6 +358,9 @@ def main() -> None:
     if device.type == "cuda":
         print(f"gpu     : {torch.cuda.get_device_name(device)}")
     print(f"data    : {source}; batch {b}")
+    allocator = ("freed blocks kept resident (train.keep_freed_memory), for every variant"
+                 if kept else "the C library's defaults")
+    print(f"malloc  : {allocator}")
     print(f"model   : vgg 3 blocks x 2 layers, width 32: {fwd / 1e6:.1f} MFLOP forward per "
           f"image (count_flops); training counted as 3 x forward = {train_flops / 1e6:.1f} "
           f"MFLOP per image")
@@ -389,7 +405,6 @@ def main() -> None:
 
     # cnnlab's fit, one window of the fastest bare step between two of its windows
     clock = StepClock(b, partner=best)
-    cfg = cnnlab_config(device, b, args.overrides)
     result = fit(make_model(), ds, cfg, callbacks=[clock], progress=False)
     s = result.summary
     ours = clock.rate()

@@ -1,6 +1,6 @@
 import pytest
 
-from cnnlab.config import RunConfig, config_diff, load_config
+from cnnlab.config import RunConfig, apply_overrides, config_diff, load_config
 from cnnlab.errors import ConfigError
 
 
@@ -53,3 +53,11 @@ def test_diff_and_roundtrip():
     b = RunConfig().set(**{"optim.lr": 0.5}).flat()
     assert config_diff(a, b) == ["optim.lr"]
     assert config_diff(a, b, ignore={"optim.lr"}) == []
+
+
+def test_auto_true_false_keys_accept_a_bare_boolean():
+    cfg = apply_overrides(RunConfig(), ["train.channels_last=false",
+                                        "train.keep_freed_memory=true"])
+    assert (cfg.train.channels_last, cfg.train.keep_freed_memory) == ("false", "true")
+    with pytest.raises(ConfigError, match="train.tta must be a string"):
+        apply_overrides(RunConfig(), ["train.tta=true"])

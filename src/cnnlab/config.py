@@ -217,6 +217,8 @@ def _coerce(value: Any, like: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a number, got {value!r}")
         return float(value)
     if isinstance(like, str):
+        if isinstance(value, bool) and "true" in CHOICES.get(key, ()):
+            return str(value).lower()  # --set train.channels_last=false: TOML read a bool
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
