@@ -115,7 +115,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     precision: str = "auto"  # autocast precision (auto: bf16 where supported)
     channels_last: str = "auto"  # channels-last memory format (auto: where faster)
-    # keep freed host memory in the process instead of unmapping it (auto: on CPU; glibc)
+    # keep freed host memory in the process, not unmapped (auto: on CPU; glibc; process-wide)
     keep_freed_memory: str = "auto"
     compile: bool = False  # torch.compile the model
     threads: int = 0  # CPU threads (0 = torch default)

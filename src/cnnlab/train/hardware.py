@@ -105,13 +105,14 @@ def keep_freed_memory() -> bool:
     By default glibc serves every block of 32 MiB or more (a batch of activations) with
     its own mmap and unmaps it on free, so the next op's output of the same size starts
     on fresh pages that the kernel must fault in and zero, page by page, on one core.
-    Measured on a 2-core Xeon with AMX: relu on a 2000x64x31x31 bf16 tensor 108 ms ->
-    30 ms; the speedrun network's bf16 training step 436 -> 556 images/s. Here the main
-    heap serves every size (M_MMAP_MAX = 0), never trims its top (M_TRIM_THRESHOLD) and
-    grows 256 MiB at a time (M_TOP_PAD): the process keeps its peak footprint (about
-    +30 % resident memory in that run) in exchange. Threads' own arenas still map when
-    they must, so an allocation never fails for it. Process-wide, applied once; True
-    when applied, False where the C library is not glibc (a no-op there)."""
+    Measured on a 2-core Xeon with AMX: relu on a 2000x64x31x31 bf16 tensor 105-110 ms ->
+    33 ms; a 32 px epoch of the speedrun recipe 134 -> 119 s. Here the main heap serves
+    every size (M_MMAP_MAX = 0), never trims its top (M_TRIM_THRESHOLD) and grows 256 MiB
+    at a time (M_TOP_PAD); the process keeps its peak footprint in exchange (a 10,240-image
+    speedrun peaked at 2.2 GB resident against 1.5 GB). A heap that cannot grow still falls
+    back to mmap, so no allocation fails for it. Process-wide and applied once: a later
+    run in the same process with the setting off does not undo it. True when applied,
+    False where the C library is not glibc (a no-op there)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
