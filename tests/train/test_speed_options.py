@@ -1,5 +1,6 @@
 """The speed-record options, each on its own: weight averaging, alternating flips, the
-per-1,024 parametrization, norm-bias lr scale, frozen norm scales, Muon, the warm-up start."""
+per-1,024 parametrization, norm-bias lr scale, frozen norm scales, Muon, the warm-up start,
+the allocator setting that keeps freed memory resident."""
 
 import subprocess
 import sys
