@@ -51,12 +51,7 @@ from cnnlab.config import apply_overrides
 from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
-from cnnlab.train.hardware import (
-    cpu_flags,
-    keep_freed_memory,
-    resolve_device,
-    resolve_keep_freed_memory,
-)
+from cnnlab.train.hardware import cpu_flags, resolve_device, resolve_keep_freed_memory
 
 sys.path.insert(0, os.path.dirname(__file__))
 from machine import cpu_name, gemm_peak  # noqa: E402 - shared by the benchmarks
@@ -341,8 +336,7 @@ def main() -> None:
     device = resolve_device(args.device)
     cfg = cnnlab_config(device, args.batch_size, args.overrides)
     # process-wide: on before anything is timed, so every variant shares the allocator
-    kept = (resolve_keep_freed_memory(cfg.train.keep_freed_memory, device)
-            and keep_freed_memory())
+    kept = resolve_keep_freed_memory(cfg.train.keep_freed_memory, device)
     ds, source = load_data(args.data, limit)
     mean, std = ds.train.mean_std()
     make_model = model_factory(device)

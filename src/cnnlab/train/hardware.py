@@ -90,12 +90,6 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 
 
-def resolve_keep_freed_memory(setting: str, device: torch.device) -> bool:
-    """Keep freed host memory in the process (on for CPU training under "auto"): see
-    ``keep_freed_memory``. GPU activations do not live in malloc's heap."""
-    if setting in ("true", "false"):
-        return setting == "true"
-    return device.type == "cpu"
 
 
 @functools.cache
@@ -124,6 +118,13 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     settings = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1), (_M_TOP_PAD, 256 << 20))
     return all(mallopt(param, value) == 1 for param, value in settings)
+
+
+def resolve_keep_freed_memory(setting: str, device: torch.device) -> bool:
+    """Apply :func:`keep_freed_memory` where ``setting`` asks for it ("auto": CPU
+    training; GPU activations do not live in malloc's heap); True when it is in effect."""
+    wanted = setting == "true" if setting in ("true", "false") else device.type == "cpu"
+    return wanted and keep_freed_memory()
 
 
 def resolve_finite_check_every(every: int, device: torch.device) -> int:

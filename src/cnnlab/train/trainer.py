@@ -59,7 +59,6 @@ from cnnlab.train.callbacks import (
 from cnnlab.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from cnnlab.train.finetune import freeze_backbone
 from cnnlab.train.hardware import (
-    keep_freed_memory,
     resolve_channels_last,
     resolve_device,
     resolve_finite_check_every,
@@ -139,9 +138,8 @@ class Trainer:
         self.device = distributed.rank_device(resolve_device(config.train.device), self.world)
         self.amp_dtype = resolve_precision(config.train.precision, self.device)
         self.channels_last = resolve_channels_last(config.train.channels_last, self.device)
-        self.kept_freed_memory = (
-            resolve_keep_freed_memory(config.train.keep_freed_memory, self.device)
-            and keep_freed_memory())
+        self.kept_freed_memory = resolve_keep_freed_memory(config.train.keep_freed_memory,
+                                                           self.device)
         if self.world.grouped and config.train.whiten_bias_epochs \
                 and hasattr(model, "whitening_biases"):
             raise TrainingError("train.whiten_bias_epochs freezes parameters during the run, "
