@@ -5,7 +5,8 @@ the same with ``nn.Conv2d`` in place of cnnlab's ``Conv2d`` (whose dense-matrix 
 the convolutions of maps smaller than the kernel, ``cnnlab.layers.conv``), channels_last
 activations with NCHW weights, and everything NCHW.
 
-A block's GFLOP/s (``count_flops`` x 3 for forward + backward) counts every 3x3 tap, also
+A block's GFLOP/s (``count_flops`` x 3 for forward + backward, of which the forward is
+one third and the backward, timed as the difference, two) counts every 3x3 tap, also
 those that fall on the zero padding, so small maps (4x4, 2x2) can show more than the GEMM
 peak when the kernel skips the padding (as cnnlab's small-map path does: every variant is
 credited with ``nn.Conv2d``'s count, so the figures compare the same work).
@@ -68,15 +69,17 @@ def main() -> None:
         for i, (block, shape) in enumerate(zip(model.features, shapes)):
             inp = torch.randn(shape).to(memory_format=fmt).requires_grad_(i > 0)
 
-            def step(block=block, inp=inp):
+            def forward(block=block, inp=inp):
                 with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-                    out = block(inp)
-                out.float().sum().backward()
+                    return block(inp)
 
-            t = seconds(step, args.repeats)
+            t = seconds(lambda: forward().float().sum().backward(), args.repeats)
+            t_fwd = seconds(forward, args.repeats)  # graph built, never run backward
             total += t
             print(f"  {name:13s} block {i + 1} on {shape[-1]}x{shape[-1]} maps, {shape[1]:3d} "
-                  f"channels in: {1e3 * t:6.1f} ms, {flops[i] / t / 1e9:6.1f} GFLOP/s")
+                  f"channels in: {1e3 * t:6.1f} ms, {flops[i] / t / 1e9:6.1f} GFLOP/s; "
+                  f"forward {flops[i] / 3 / t_fwd / 1e9:6.1f}, backward "
+                  f"{flops[i] * 2 / 3 / max(t - t_fwd, 1e-9) / 1e9:6.1f} GFLOP/s")
         params = list(model.parameters())
         for param in params:
             param.grad = torch.randn_like(param)  # in the parameter's own memory format

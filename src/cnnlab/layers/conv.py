@@ -13,9 +13,16 @@ measurements of the 256 -> 512 and 512 -> 512 layers.
 :class:`Conv2d` is ``nn.Conv2d`` (same arguments, parameters and state dict) that takes
 that path on the CPU when the map has fewer pixels than the kernel has taps, the only case
 where the dense matrix is smaller than the convolution's work (on a 4x4 map it is 16/9
-larger, and measured 3.5-3.7x slower). Elsewhere, and on GPUs, where it has not been
-measured, it is ``nn.Conv2d``. :func:`stock_convs` turns a model's ``Conv2d`` back into
-``nn.Conv2d``, for a baseline that is plain PyTorch.
+larger, and measured 3.5-3.7x slower). At equality (a 3x3 map under a 3x3 kernel) it does
+the nominal work, padding taps included, in one GEMM, and whether that pays depends on the
+CPU and the shape: on Zen 5, ``benchmarks/small_map.py`` measured speednet's last
+convolution (256 -> 256 on 3x3 maps, batch 1,024) 1.09x and 1.25x faster in two runs and
+a 512 -> 512 one at batch 128 0.64x and 0.59x as fast (presumably the cost of rebuilding
+its 4,608 x 4,608 matrix, and of scattering its gradient back onto the taps, every step),
+so the path stops short of it.
+Elsewhere, and on GPUs, where it has not been measured, it is ``nn.Conv2d``.
+:func:`stock_convs` turns a model's ``Conv2d`` back into ``nn.Conv2d``, for a baseline that
+is plain PyTorch.
 """
 
 from __future__ import annotations
