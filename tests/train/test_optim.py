@@ -90,10 +90,10 @@ def test_coupled_vs_decoupled_decay(name):
 
 def test_adamw_is_decoupled_by_default():
     model = nn.Linear(2, 2)
-    assert type(build_optimizer(model, OptimConfig(name="adamw", weight_decay=0.1))).__name__ \
-        == "AdamW"
-    assert type(build_optimizer(model, OptimConfig(name="adam", weight_decay=0.1))).__name__ \
-        == "Adam"
+    assert isinstance(build_optimizer(model, OptimConfig(name="adamw", weight_decay=0.1)),
+                      torch.optim.AdamW)
+    adam = build_optimizer(model, OptimConfig(name="adam", weight_decay=0.1))
+    assert isinstance(adam, torch.optim.Adam) and not isinstance(adam, torch.optim.AdamW)
 
 
 def test_schedules_match_formulas():
@@ -158,3 +158,38 @@ def test_fused_adam_steps_like_the_unfused_loop():
         _step(loop, loop_model, x)
     for a, b in zip(fused_model.parameters(), loop_model.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fused_adam_steps_channels_last_filters_as_dense_views_to_the_bit(name):
+    def model():
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3), nn.Flatten(),
+                            nn.LazyLinear(2))
+        net(torch.zeros(1, 3, 8, 8))
+        return net.to(memory_format=torch.channels_last)
+
+    cfg = OptimConfig(name=name, lr=1e-2, weight_decay=0.1)
+    ours, stock = model(), model()
+    opt = build_optimizer(ours, cfg)
+    assert type(opt).__name__ == {"adam": "FusedAdam", "adamw": "FusedAdamW"}[name]
+    groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in
+              build_optimizer(stock, cfg).param_groups]
+    plain = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(
+        groups, lr=1e-2, fused=True)
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    for _ in range(3):
+        for net, o in ((ours, opt), (stock, plain)):
+            o.zero_grad()
+            net(x).square().sum().backward()
+            o.step()
+    for a, b in zip(ours.parameters(), stock.parameters()):
+        assert a.shape == b.shape and a.stride() == b.stride()
+        assert torch.equal(a, b)
+    ours_state, stock_state = opt.state_dict()["state"], plain.state_dict()["state"]
+    for i, state in stock_state.items():
+        for key, value in state.items():
+            assert ours_state[i][key].shape == value.shape
+            assert torch.equal(ours_state[i][key], value)
+    conv = ours[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and conv.grad.shape == conv.shape

@@ -255,6 +255,57 @@ class SGDW(torch.optim.SGD):
         return super().step(closure)
 
 
+_TO_DENSE, _FROM_DENSE = (0, 2, 3, 1), (0, 3, 1, 2)  # (O, I, kh, kw) <-> (O, kh, kw, I)
+
+
+def _channels_last_only(p: torch.Tensor) -> bool:
+    return p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(
+        memory_format=torch.channels_last)
+
+
+def _permute_in_place(optimizer: torch.optim.Optimizer, p: torch.Tensor, dims) -> None:
+    """Give ``p``, its gradient and its 4-d state the dims order ``dims``: views only, so
+    every tensor keeps its storage and the update lands in the parameter itself."""
+    grad, p.grad = p.grad, None
+    p.data = p.data.permute(dims)
+    if grad is not None:
+        p.grad = grad.permute(dims)
+    state = optimizer.state.get(p, {})
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.dim() == 4:
+            state[key] = value.permute(dims)
+
+
+class _DenseViewStep:
+    """Mixin for Adam / AdamW with the fused kernel: each step runs on contiguous
+    (O, kh, kw, I) views of the channels_last filters. The kernel is elementwise, so the
+    update is the same to the bit; but over channels_last tensors it took 14.5-17.6 ms per
+    step for the 7.86 M parameters of the 5x3 VGG (one thread, AMD Zen 5) against 4.2-4.4 ms
+    over the views. Parameters, gradients and state are back in their own shape after the
+    step, so state dicts and checkpoints are those of the plain optimizer."""
+
+    def step(self, closure=None):
+        if closure is not None:  # a closure runs the model: the filters keep their shape
+            return super().step(closure)
+        swapped = [p for g in self.param_groups for p in g["params"]
+                   if _channels_last_only(p)]
+        for p in swapped:
+            _permute_in_place(self, p, _TO_DENSE)
+        try:
+            return super().step()
+        finally:
+            for p in swapped:
+                _permute_in_place(self, p, _FROM_DENSE)
+
+
+class FusedAdam(_DenseViewStep, torch.optim.Adam):
+    """``torch.optim.Adam(fused=True)`` stepping channels_last filters as dense views."""
+
+
+class FusedAdamW(_DenseViewStep, torch.optim.AdamW):
+    """``torch.optim.AdamW(fused=True)`` stepping channels_last filters as dense views."""
+
+
 def _fused_ok(model: nn.Module) -> bool:
     """Whether Adam's fused kernel can take every parameter: one update kernel for all of
     them instead of a dozen elementwise ops per tensor (measured 0.29 against 0.94 ms per
@@ -307,8 +358,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int | None =
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.name in ("adam", "adamw"):
+        if _fused_ok(model):
+            cls = FusedAdamW if mode == "decoupled" else FusedAdam
+            return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
         cls = torch.optim.AdamW if mode == "decoupled" else torch.optim.Adam
-        return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=_fused_ok(model))
+        return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     if cfg.name == "lamb":
         return Lamb(groups, lr=cfg.lr, betas=tuple(cfg.betas))
     raise ConfigError(f"unknown optimizer '{cfg.name}'; choose sgd, adam, adamw or lamb")
