@@ -90,8 +90,6 @@ def resolve_channels_last(setting: str, device: torch.device) -> bool:
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
 
 
-
-
 @functools.cache
 def keep_freed_memory() -> bool:
     """Stop glibc's malloc from handing large freed blocks back to the kernel.
