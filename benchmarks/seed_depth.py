@@ -48,7 +48,7 @@ from cnnlab.data.sources.synthetic import toy_dataset
 from cnnlab.experiments import load_spec
 from cnnlab.experiments.executor import protocol_cost
 from cnnlab.experiments.run import build_model
-from cnnlab.layers import stock_convs
+from cnnlab.models.plain import plain_pytorch
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
 from cnnlab.train.checkpoint import seed_everything
@@ -204,7 +204,7 @@ def main() -> None:
         if not args.no_ref:
             torch.set_num_threads(args.ref_threads)
             seed_everything(cfg.train.seed)
-            plain = stock_convs(build_model(cfg, ds))  # plain PyTorch: nn.Conv2d
+            plain = plain_pytorch(build_model(cfg, ds))  # nn.Conv2d, act before pool
             warm = Dataset("warm", ds.train.subset(torch.arange(256)), test=ds.test)
             reference_epoch(plain, warm, mean, std, device, 128, 1e-3, augment=False)
             rate, _ = reference_epoch(plain, ds, mean, std, device, 128, 1e-3, augment=False)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 import cnnlab
 from cnnlab.config import apply_overrides
 from cnnlab.data.sources.synthetic import toy_dataset
+from cnnlab.models.plain import plain_pytorch
 from cnnlab.models.registry import count_flops
 from cnnlab.train import Callback, fit
 from cnnlab.train.hardware import cpu_flags, resolve_device, resolve_keep_freed_memory
@@ -414,7 +415,8 @@ def main() -> None:
     # the plain loop
     plain = None
     if not args.skip_plain:
-        plain, plain_acc = reference_epoch(make_model(), ds, mean, std, device, b, 1e-3)
+        plain, plain_acc = reference_epoch(plain_pytorch(make_model()), ds, mean, std, device,
+                                           b, 1e-3)
         print(f"plain   : {plain}  test acc {plain_acc:.4f}  (fp32, NCHW, DataLoader with "
               f"per-sample crop+flip)")
 

@@ -17,8 +17,10 @@ from cnnlab.layers import (
 from cnnlab.layers.conv import tap_index
 from cnnlab.models.vgg import vgg
 
-# (map H, W, kernel, padding): every case has fewer pixels than taps
-SMALL = [(2, 2, 3, 1), (1, 1, 3, 1), (2, 1, 3, 1), (3, 3, 5, 2), (2, 2, 3, 0), (1, 2, 5, 2)]
+# (map H, W, kernel, padding): every case has fewer pixels than taps; on 1x3 and 2x3 maps
+# some pixels lie outside some output pixels' 3x3 windows (the zero tap)
+SMALL = [(2, 2, 3, 1), (1, 1, 3, 1), (2, 1, 3, 1), (3, 3, 5, 2), (2, 2, 3, 0), (1, 2, 5, 2),
+         (1, 3, 3, 1), (2, 3, 3, 1)]
 
 
 def pair(c_in=6, c_out=5, kernel=3, padding=1, bias=True, seed=0):

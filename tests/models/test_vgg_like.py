@@ -109,3 +109,51 @@ def test_zoo_interface():
     with pytest.raises(ModelError, match="at least 8x8"):
         model(torch.randn(1, 3, 7, 7))
     assert not any(k.startswith("head.") for k in model.state_dict())
+
+
+@pytest.mark.parametrize("act", ["relu", "relu6"])
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_activation_after_the_pool_gives_the_same_gradients_to_the_bit(act, residual, bf16):
+    """The block's last ReLU runs after its pooling; against the seed order (activation,
+    then pool) on integer weights and inputs, whose many tied maxima (zeros after ReLU, 6s
+    after ReLU6, equal values before either) are where the two orders pick other pixels."""
+    args = {"blocks": 2, "layers": 2, "width": 4, "act": act, "residual": residual}
+    ref, model = _pair(args, {**args, "act": {"relu": nn.ReLU, "relu6": nn.ReLU6}[act]})
+    assert isinstance(model.features[0][-1], {"relu": nn.ReLU, "relu6": nn.ReLU6}[act])
+    with torch.no_grad():
+        for a, b in zip(ref.parameters(), model.parameters()):
+            a.copy_(torch.randint(-2, 3, a.shape))
+            b.copy_(a)
+    x = torch.randint(-1, 3, (8, 3, 16, 16)).float()
+    grads = []
+    for net in (ref, model):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        out.float().square().sum().backward()
+        grads.append([p.grad for p in net.parameters()])
+    assert torch.equal(model(x), ref(x))
+    assert all(torch.equal(a, b) for a, b in zip(*grads))
+    assert any(bool(g.abs().sum() > 0) for g in grads[0])  # a gradient that could differ
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_plain_pytorch_restores_the_seed_order_and_stock_convolutions(residual):
+    from cnnlab.layers import Conv2d
+    from cnnlab.models.plain import plain_pytorch
+
+    args = {"blocks": 5, "layers": 2, "width": 4, "residual": residual}
+    ref, model = _pair(args, args)
+    x = torch.randn(2, 3, 32, 32)
+    before = model(x)
+    plain_pytorch(model)
+    assert not any(isinstance(m, Conv2d) for m in model.modules())
+    def leaves(module):  # the types of the modules that compute, in forward order
+        return [type(m) for m in module.modules() if not list(m.children())]
+
+    assert leaves(model.features) == leaves(ref.features)
+    assert model.state_dict().keys() == create_model("vgg", **args).state_dict().keys()
+    torch.testing.assert_close(model(x), before, atol=1e-5, rtol=1e-4)
+    assert torch.equal(model(x), ref(x))
+    plain_pytorch(model)  # a second time changes nothing
+    assert torch.equal(model(x), ref(x))
