@@ -10,7 +10,8 @@ batch 128, no augmentation, Adam 1e-3) this trains on a slice of CIFAR-10 and me
   this process's CPU time, which is what a single-threaded run does on a core of its own:
   far above the wall-clock figure, the machine was busy with other work;
 - the plain loop's images/s (``throughput.py``'s reference: fp32, NCHW, a DataLoader,
-  ``nn.Conv2d`` without cnnlab's small-map path (``cnnlab.layers.conv``); with
+  ``nn.Conv2d`` without cnnlab's small-map path (``cnnlab.layers.conv``), each block's last
+  ReLU before its pooling as the seed model had it (``cnnlab.models.plain``); with
   ``--ref-threads`` 2 by default, the way one would run the cells one after another);
 - evaluation images/s of both (a bare forward pass at the evaluation batch size);
 - each one's fraction of the GEMM peak (bf16 and fp32 measured here per thread count used):
